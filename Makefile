@@ -1,0 +1,34 @@
+# Two entry points on a fresh machine:  `make demo`  and  `make test`.
+# Set-up creates .venv/ and installs the CPU build of torch 2.13.0 first: an unpinned torch would pull a
+# multi-GB CUDA build. On a GPU machine, install your CUDA torch into .venv first; `make` keeps it.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+
+.PHONY: setup demo test lint bench clean
+
+$(BIN)/.dptune-installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(BIN)/.dptune-installed
+
+demo: setup
+	$(BIN)/dptune --help
+	$(BIN)/dptune info --model tiny-random
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/bench_truncation.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,96 @@
+"""A tiny random Stable Diffusion (diffusers-test style): runs on CPU in milliseconds.
+
+Used by the tests and by ``load_backbone("tiny-random")`` for smoke runs; it has no learned weights.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+def tiny_tokenizer():
+    from transformers import CLIPTokenizer
+
+    words = ["a", "red", "green", "blue", "circle", "square", "triangle", "and", "left", "of", "the", "to"]
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for w in words:
+        vocab[w + "</w>"] = len(vocab)
+    for ch in "abcdefghijklmnopqrstuvwxyz":
+        vocab.setdefault(ch, len(vocab))
+        vocab.setdefault(ch + "</w>", len(vocab))
+    d = Path(tempfile.mkdtemp())
+    (d / "vocab.json").write_text(json.dumps(vocab))
+    (d / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(d / "vocab.json"), str(d / "merges.txt"), model_max_length=16, pad_token="<|endoftext|>")
+
+
+def tiny_components(seed: int = 0, text_dim: int = 32, cross_dim: int = 32) -> dict:
+    """Random tiny SD: U-Net 16/32 channels with cross-attention, VAE f=2, CLIP text 2 layers."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=cross_dim,
+        attention_head_dim=4,
+        norm_num_groups=8,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=(8, 16),
+        latent_channels=4,
+        norm_num_groups=8,
+        layers_per_block=1,
+    )
+    tokenizer = tiny_tokenizer()
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=text_dim,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=16,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
+    )
+    scheduler = DDIMScheduler(beta_schedule="squaredcos_cap_v2", clip_sample=False, steps_offset=1,
+                              set_alpha_to_one=False)
+    for m in (unet, vae, text_encoder):
+        m.eval()
+    return dict(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
+
+
+SD_CONFIG_DIR = Path(__file__).resolve().parent.parent / "assets" / "sd-configs"
+REAL_SIZE_VERSIONS = ("sd-v1-5", "sd-2-1-base")
+
+
+def real_size_config(version: str, component: str = "unet") -> dict:
+    """The published config of a real SD component (``version`` in :data:`REAL_SIZE_VERSIONS`)."""
+    if version not in REAL_SIZE_VERSIONS:
+        raise ValueError(f"unknown SD version {version!r}; choose from {REAL_SIZE_VERSIONS}")
+    return json.loads((SD_CONFIG_DIR / version / component / "config.json").read_text())
+
+
+def real_size_unet(version: str = "sd-2-1-base", seed: int = 0):
+    """Real-size SD U-Net with random weights (865 M parameters; ~3.4 GB in fp32)."""
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet2DConditionModel.from_config(real_size_config(version)).eval()

@@ -1,0 +1,1 @@
+"""Command line: a thin layer over library functions (``dptune <command> ...``)."""

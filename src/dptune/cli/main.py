@@ -1,0 +1,62 @@
+"""``dptune`` entry point. Each command lives in its own module exposing ``register(subparsers)`` and
+``run(args) -> int``; modules import torch/diffusers lazily inside ``run`` so ``dptune --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command name -> module under dptune.cli (order = order in --help)
+COMMANDS: dict[str, str] = {
+    "info": "dptune.cli.info_cmd",
+    "adapter-info": "dptune.cli.adapter_info_cmd",
+    "shapesworld": "dptune.cli.shapesworld_cmd",
+    "data": "dptune.cli.data_cmd",
+}
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed as one line without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dptune",
+        description="Discriminative Probing and Tuning (DPT) for Stable Diffusion: probe, tune, "
+        "self-correct, evaluate.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name == module_name:  # command not built yet in this checkout
+                continue
+            raise
+        cmd = module.register(sub, name)
+        cmd.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args._run(args) or 0)
+    except (UserError, FileNotFoundError, ValueError) as e:
+        # One clear line naming the problem and the fix; --debug-style tracebacks via DPTUNE_DEBUG=1.
+        import os
+
+        if os.environ.get("DPTUNE_DEBUG"):
+            raise
+        print(f"dptune {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

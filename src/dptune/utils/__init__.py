@@ -1,0 +1,1 @@
+"""Small shared helpers: atomic artefact I/O and typed configs."""
