@@ -6,26 +6,18 @@ Used by the tests and by ``load_backbone("tiny-random")`` for smoke runs; it has
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import torch
 
 
 def tiny_tokenizer():
-    from transformers import CLIPTokenizer
+    """A word-level CLIPTokenizer over the ShapesWorld words (so test prompts are not split into letters)."""
+    from dptune.shapesworld.tokenizer import build_clip_tokenizer
 
-    words = ["a", "red", "green", "blue", "circle", "square", "triangle", "and", "left", "of", "the", "to"]
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for w in words:
-        vocab[w + "</w>"] = len(vocab)
-    for ch in "abcdefghijklmnopqrstuvwxyz":
-        vocab.setdefault(ch, len(vocab))
-        vocab.setdefault(ch + "</w>", len(vocab))
-    d = Path(tempfile.mkdtemp())
-    (d / "vocab.json").write_text(json.dumps(vocab))
-    (d / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer(str(d / "vocab.json"), str(d / "merges.txt"), model_max_length=16, pad_token="<|endoftext|>")
+    words = ("a an and the of to left right above below two three four red green blue yellow circle circles "
+             "square squares triangle triangles").split()
+    return build_clip_tokenizer(words, max_length=16)
 
 
 def tiny_components(seed: int = 0, text_dim: int = 32, cross_dim: int = 32) -> dict:
@@ -65,9 +57,9 @@ def tiny_components(seed: int = 0, text_dim: int = 32, cross_dim: int = 32) -> d
             num_hidden_layers=2,
             num_attention_heads=4,
             max_position_embeddings=16,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
         )
     )
     scheduler = DDIMScheduler(beta_schedule="squaredcos_cap_v2", clip_sample=False, steps_offset=1,

@@ -12,6 +12,10 @@ import sys
 COMMANDS: dict[str, str] = {
     "info": "dptune.cli.info_cmd",
     "adapter-info": "dptune.cli.adapter_info_cmd",
+    "probe": "dptune.cli.train_cmd",
+    "tune": "dptune.cli.train_cmd",
+    "generate": "dptune.cli.generate_cmd",
+    "eval": "dptune.cli.eval_cmd",
     "shapesworld": "dptune.cli.shapesworld_cmd",
     "data": "dptune.cli.data_cmd",
 }
@@ -41,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dptune.utils.io import ArtefactError  # light: no torch at import
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
@@ -48,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return int(args._run(args) or 0)
-    except (UserError, FileNotFoundError, ValueError) as e:
+    except (UserError, FileNotFoundError, ValueError, ArtefactError) as e:
         # One clear line naming the problem and the fix; --debug-style tracebacks via DPTUNE_DEBUG=1.
         import os
 

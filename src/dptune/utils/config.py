@@ -57,3 +57,48 @@ def help_of(cls: type, name: str) -> str:
         if f.name == name:
             return f.metadata.get("help", "")
     raise KeyError(name)
+
+
+def _parse_type(annotation: str):
+    """(python type, is_list, optional) from a dataclass field's string annotation."""
+    text = str(annotation).replace(" ", "")
+    optional = text.endswith("|None")
+    text = text.removesuffix("|None")
+    if text.startswith("list["):
+        return {"str": str, "int": int, "float": float}[text[5:-1]], True, optional
+    return {"int": int, "float": float, "str": str, "bool": bool, "dict": dict}[text], False, optional
+
+
+def add_dataclass_args(parser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """Add ``--field-name`` options for every field of ``cls`` (help from the field metadata).
+
+    Defaults are suppressed so :func:`merge_config` can tell flags the user gave from ones they did not.
+    """
+    import argparse
+
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        typ, is_list, _ = _parse_type(f.type)
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        helptext = f"{f.metadata.get('help', '')} (default: {default})"
+        kw: dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS, help=helptext)
+        if typ is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        elif typ is dict:
+            parser.add_argument(flag, type=json.loads, metavar="JSON", **kw)
+        elif is_list:
+            parser.add_argument(flag, type=typ, nargs="+", metavar=typ.__name__.upper(), **kw)
+        else:
+            parser.add_argument(flag, type=typ, metavar=typ.__name__.upper(), **kw)
+
+
+def merge_config(cls: type[T], args, defaults: dict[str, Any] | None = None, file: str | None = None) -> T:
+    """Build ``cls`` from: dataclass defaults < ``defaults`` < config ``file`` < flags given on the CLI."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    data: dict[str, Any] = dict(defaults or {})
+    if file:
+        data.update(load_config_file(file))
+    data.update({k: v for k, v in vars(args).items() if k in names})
+    return from_dict(cls, data)

@@ -1,0 +1,99 @@
+"""Training configuration for both DPT stages (paper Appendix B.3.1), with help text and validation.
+
+Defaults are the paper's where it states them; the ShapesWorld-sized values used by the demo live in the
+demo, and the paper-scale values in ``configs/paper_*.yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dptune.utils.config import field
+
+STAGES = ("probe", "tune")
+LORA_TARGETS = {
+    # peft matches a string target_modules as a regex against the full module name
+    "cross": r".*attn2\.(to_q|to_k|to_v|to_out\.0)$",  # paper: cross-attention only
+    "all": r".*attn[12]\.(to_q|to_k|to_v|to_out\.0)$",  # official code: every attention processor
+}
+
+
+@dataclass
+class TrainConfig:
+    stage: str = field("probe", help="'probe' = stage 1 (SD frozen, adapter trains); 'tune' = stage 2 (LoRA + adapter)")
+    model: str = field("shapesworld", help="diffusers folder, hub id, or 'shapesworld' (shipped tiny SD)")
+    out_dir: str = field("runs/probe", help="where checkpoints, metrics.jsonl and TensorBoard logs go")
+    # data
+    data: str = field("shapesworld", help="training data: 'shapesworld' or 'coco' (COCO captions + RefCOCO/+/g)")
+    data_size: int = field(20_000, help="ShapesWorld: number of distinct training samples")
+    val_size: int = field(256, help="held-out samples for ITM / REC validation")
+    coco_root: str | None = field(None, help="COCO: folder with annotations/ and train2014/")
+    refcoco_root: str | None = field(None, help="COCO: folder with the converted RefCOCO/+/g JSON index")
+    negatives: str | None = field(None, help="COCO: hard-negative index from `dptune data mine-negatives`")
+    latent_cache: str | None = field(None, help="COCO: latent cache from `dptune data cache-latents`")
+    image_size: int | None = field(None, help="training image size; default: the model's native size")
+    num_workers: int = field(0, help="DataLoader worker processes")
+    # probed features
+    blocks: list[str] = field(["mid"], help="U-Net block(s) to probe: down0..down3, mid, up0..up3 (paper: mid)")
+    fuse: str = field("sum", help="how several blocks combine: 'sum' (equal channels) or 'concat'")
+    adapter_init: str | None = field(None, help="start from this saved adapter (stage 2: the stage-1 adapter)")
+    adapter_d_model: int = field(256, help="adapter width d (paper 256)")
+    adapter_ffn: int = field(2048, help="adapter feed-forward width (paper 2048)")
+    adapter_heads: int = field(8, help="adapter attention heads (paper 8)")
+    # optimisation (AdamW, paper B.3.1)
+    steps: int = field(60_000, help="optimiser steps (paper: 60k stage 1, 6k stage 2)")
+    batch_size: int = field(8, help="samples per process per micro-batch")
+    grad_accum: int = field(1, help="micro-batches per optimiser step (paper stage 2: 8)")
+    lr: float = field(1e-4, help="learning rate (paper 1e-4)")
+    lr_schedule: str = field("constant", help="'constant' or 'cosine' (with warm-up)")
+    warmup_steps: int = field(0, help="linear warm-up steps")
+    weight_decay: float = field(0.01, help="AdamW weight decay (paper 0.01; not applied to the temperature)")
+    betas: list[float] = field([0.9, 0.999], help="AdamW betas (paper 0.9, 0.999)")
+    grad_clip: float = field(0.1, help="max gradient norm (paper B.3.1: 0.1; official code 1.0)")
+    t_min: int = field(0, help="smallest training timestep (inclusive)")
+    t_max: int = field(1000, help="largest training timestep (exclusive); uniform in [t_min, t_max)")
+    seed: int = field(0, help="seed: data order, noise, timesteps, dropout (resume-exact)")
+    mixed_precision: str = field("no", help="'no', 'fp16' or 'bf16' (frozen SD in half precision, LoRA in fp32)")
+    max_minutes: float | None = field(None, help="stop (with a checkpoint) after this much wall time")
+    # losses
+    loss_weights: dict = field({}, help="overrides of dptune.losses.LossWeights (t2i, i2t, prob, l1, giou, ...)")
+    mse_weight: float = field(0.0, help="weight of the denoising MSE term (stage 2 anchor; paper Table 9)")
+    itm_weight: float = field(1.0, help="scale of the whole matching loss (0 = grounding only, ablation)")
+    rec_weight: float = field(1.0, help="scale of the whole grounding loss (0 = matching only, ablation)")
+    # stage 2
+    lora_rank: int = field(4, help="LoRA rank (paper 4)")
+    lora_targets: str = field("cross", help="'cross' = cross-attention only (paper), 'all' = all attention (official)")
+    train_adapter: bool = field(True, help="stage 2 also trains the adapter ('DA + LoRA', paper Table 11)")
+    # validation / checkpoints / logging
+    validate_every: int = field(500, help="steps between validations (ITM acc, REC P@1; stage 2: generation)")
+    val_t: int = field(250, help="fixed timestep of ITM/REC validation (paper Table 10: t=250 best)")
+    gen_val_prompts: int = field(0, help="stage 2: prompts per category for generation-alignment validation (0 = off)")
+    gen_val_steps: int = field(25, help="sampling steps of the generation validation")
+    gen_val_guidance: float = field(4.0, help="guidance scale of the generation validation")
+    checkpoint_every: int = field(1000, help="steps between checkpoints (one is always written at the end)")
+    keep_checkpoints: int = field(2, help="how many step checkpoints to keep (best/ and final/ are kept apart)")
+    log_every: int = field(10, help="steps between metrics.jsonl / TensorBoard entries")
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.stage in STAGES, f"stage must be one of {STAGES}"),
+            (self.lora_targets in LORA_TARGETS, f"lora_targets must be one of {sorted(LORA_TARGETS)}"),
+            (self.fuse in ("sum", "concat"), "fuse must be 'sum' or 'concat'"),
+            (self.lr_schedule in ("constant", "cosine"), "lr_schedule must be 'constant' or 'cosine'"),
+            (self.mixed_precision in ("no", "fp16", "bf16"), "mixed_precision must be 'no', 'fp16' or 'bf16'"),
+            (0 <= self.t_min < self.t_max, "need 0 <= t_min < t_max"),
+            (min(self.steps, self.batch_size, self.grad_accum) > 0, "steps, batch_size, grad_accum must be > 0"),
+            (self.lr > 0 and self.grad_clip > 0, "lr and grad_clip must be > 0"),
+            (self.lora_rank > 0, "lora_rank must be > 0"),
+            (min(self.mse_weight, self.itm_weight, self.rec_weight) >= 0, "loss weights must be >= 0"),
+            (self.itm_weight + self.rec_weight + self.mse_weight > 0, "at least one loss weight must be > 0"),
+            (len(self.betas) == 2, "betas must be two numbers"),
+            (bool(self.blocks), "blocks must name at least one U-Net block"),
+            (self.checkpoint_every > 0 and self.validate_every > 0 and self.log_every > 0, "intervals must be > 0"),
+            (self.stage == "tune" or (self.mse_weight == 0), "mse_weight needs stage 'tune' (stage 1 freezes SD)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"TrainConfig: {message}")
+        if isinstance(self.blocks, str):
+            self.blocks = [b.strip() for b in self.blocks.split(",") if b.strip()]

@@ -1,0 +1,218 @@
+"""The training loop shared by stage 1 (probing) and stage 2 (tuning), on accelerate.
+
+Small on purpose: every piece (objective, checkpoints, data order, validation) is a library function.
+Multi-GPU: ``accelerate launch -m dptune.cli.main probe ...`` runs the same code on every process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from dptune.training import checkpoint as ckpt
+from dptune.training.config import TrainConfig
+from dptune.training.data import build_datasets, fixed_batches, train_loader
+from dptune.training.lora import save_lora
+from dptune.training.objective import prepare_inputs
+from dptune.training.setup import build_backbone, build_objective, param_groups
+from dptune.training.validation import discriminative_metrics, shapesworld_alignment
+from dptune.utils.config import to_dict
+from dptune.utils.io import save_json
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN/inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    step: int
+    validation: list[dict] = field(default_factory=list)
+    best: dict | None = None
+    stopped_early: bool = False
+
+
+def step_seed(seed: int, step: int, micro: int, rank: int) -> int:
+    """Randomness of micro-batch ``micro`` of step ``step`` on process ``rank`` (resume-exact)."""
+    return ((seed * 1_000_003 + step) * 997 + micro) * 131 + rank
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, progress: bool = True):
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        self.cfg, self.out = cfg, Path(cfg.out_dir)
+        # LoRA after the probed block gets no gradient without the MSE term: tell DDP.
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.stage == "tune" and cfg.mse_weight == 0)
+        cuda = torch.cuda.is_available()  # cpu=True lets accelerate form a gloo group for CPU multi-process runs
+        self.acc = Accelerator(cpu=not cuda, mixed_precision=cfg.mixed_precision if cuda else "no",
+                               log_with="tensorboard", project_dir=str(self.out), kwargs_handlers=[ddp])
+        self.progress = progress and self.acc.is_main_process
+        self.backbone = build_backbone(cfg, self.acc.device)
+        # self.model: the plain objective (names in checkpoints never carry DDP's "module." prefix);
+        # self.objective: what accelerate.prepare returns (DDP-wrapped in multi-process runs)
+        self.model = self.objective = build_objective(cfg, self.backbone)
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr,
+                                           betas=tuple(cfg.betas))
+        from diffusers.optimization import get_scheduler
+
+        self.scheduler = get_scheduler(cfg.lr_schedule, self.optimizer, num_warmup_steps=cfg.warmup_steps,
+                                       num_training_steps=cfg.steps)
+        self.step, self.best, self.history = 0, None, []
+
+    # ---- state -----------------------------------------------------------------------------------
+    def resume(self) -> None:
+        path = ckpt.latest_checkpoint(self.out)
+        if path is None:
+            return
+        from dptune.utils.io import load_json
+
+        ckpt.check_resume_config(load_json(path / "config.json"), to_dict(self.cfg))
+        state = ckpt.load_checkpoint(path, self.model, self.optimizer, self.scheduler)
+        self.step, self.best = state["step"], state.get("best")
+        self.history = state.get("history", [])
+
+    def exports(self, directory: Path) -> None:
+        from dptune.adapter import save_adapter
+
+        save_adapter(self.model.probe.adapter, directory / "adapter")
+        if self.cfg.stage == "tune":
+            save_lora(self.backbone.unet, directory / "lora")
+
+    def save(self, name: str | None = None) -> Path | None:
+        if not self.acc.is_main_process:
+            return None
+        state = {"step": self.step, "best": self.best, "history": self.history,
+                 "world_size": self.acc.num_processes}
+        path = ckpt.write_checkpoint(self.out, name or f"step-{self.step:07d}", self.model, self.optimizer,
+                                     self.scheduler, state, to_dict(self.cfg), self.exports)
+        ckpt.prune_checkpoints(self.out, self.cfg.keep_checkpoints)
+        return path
+
+    def export(self, name: str) -> None:
+        """User-facing copy (adapter/, lora/, config.json) in ``<out>/<name>/``, written atomically."""
+        if not self.acc.is_main_process:
+            return
+        import shutil
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.out))
+        self.exports(tmp)
+        save_json(tmp / "config.json", to_dict(self.cfg))
+        save_json(tmp / "state.json", {"step": self.step, "validation": self.history[-1] if self.history else None})
+        shutil.rmtree(self.out / name, ignore_errors=True)
+        tmp.rename(self.out / name)
+
+    # ---- validation ------------------------------------------------------------------------------
+    def validate(self, val_batches: list[dict]) -> dict:
+        metrics = discriminative_metrics(self.model, val_batches, self.cfg.val_t, seed=self.cfg.seed)
+        if self.cfg.stage == "tune" and self.cfg.gen_val_prompts > 0 and self.cfg.data == "shapesworld":
+            metrics.update(shapesworld_alignment(self.backbone, self.cfg.gen_val_prompts, self.cfg.gen_val_steps,
+                                                 self.cfg.gen_val_guidance, seed=self.cfg.seed))
+        # paper B.3.1: stage 2 keeps the checkpoint with the best generation alignment
+        metrics["select"] = metrics.get("gen_overall", (metrics["itm_hn"] + metrics["rec_p1"]) / 2)
+        metrics["step"] = self.step
+        self.history.append(metrics)
+        if self.best is None or metrics["select"] > self.best["select"]:
+            self.best = metrics
+            self.export("best")
+        return metrics
+
+    # ---- one optimiser step ------------------------------------------------------------------------
+    def train_step(self, batches) -> dict[str, float]:
+        cfg, rank = self.cfg, self.acc.process_index
+        sums: dict[str, float] = {}
+        for micro in range(cfg.grad_accum):
+            batch = next(batches)
+            seed = step_seed(cfg.seed, self.step, micro, rank)
+            gen = torch.Generator().manual_seed(seed)
+            torch.manual_seed(seed)  # dropout
+            inputs = prepare_inputs(self.backbone, batch, gen, (cfg.t_min, cfg.t_max))
+            sync = micro == cfg.grad_accum - 1  # DDP all-reduces only on the last micro-batch
+            with contextlib.nullcontext() if sync else self.acc.no_sync(self.objective):
+                with self.acc.autocast():
+                    total, terms = self.objective(inputs)
+                self._check_finite(total, terms)
+                self.acc.backward(total / cfg.grad_accum)
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v.item() / cfg.grad_accum
+        self.acc.clip_grad_norm_(self.objective.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        sums["lr"] = self.scheduler.get_last_lr()[0]
+        return sums
+
+    def _check_finite(self, total: torch.Tensor, terms: dict) -> None:
+        if torch.isfinite(total):
+            return
+        last = ckpt.latest_checkpoint(self.out)
+        detail = {k: round(v.item(), 4) for k, v in terms.items()}
+        raise TrainingDiverged(
+            f"loss is {total.item()} at step {self.step} (terms: {detail}); last good checkpoint: "
+            f"{last or 'none yet'}. Lower --lr or check the data; resume continues from that checkpoint")
+
+    # ---- the loop ------------------------------------------------------------------------------------
+    def fit(self, resume: bool = True) -> TrainResult:
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        if resume:
+            self.resume()
+        self.objective, self.optimizer = self.acc.prepare(self.objective, self.optimizer)
+        train_ds, val_ds = build_datasets(cfg, self.backbone.image_size)
+        loader = train_loader(train_ds, cfg, self.step * cfg.grad_accum, self.acc.process_index,
+                              self.acc.num_processes)
+        val_batches = fixed_batches(val_ds, cfg.batch_size) if self.acc.is_main_process else []
+        self.acc.init_trackers("dptune", config={k: v for k, v in to_dict(cfg).items()
+                                                 if isinstance(v, int | float | str | bool)})
+        batches, t0, stopped = iter(loader), time.perf_counter(), False
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, desc=f"dptune {cfg.stage}")
+        self.objective.train()
+        while self.step < cfg.steps:
+            logs = self.train_step(batches)
+            bar.update(1)
+            bar.set_postfix(loss=f"{logs['total']:.3f}", refresh=False)
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                self.log(logs, bar)
+            if self.step % cfg.validate_every == 0 or self.step == cfg.steps:
+                if self.acc.is_main_process:
+                    self.log(self.validate(val_batches), bar, prefix="val/")
+            budget = cfg.max_minutes is not None and time.perf_counter() - t0 > 60 * cfg.max_minutes
+            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps or budget:
+                self.save()
+            if budget:
+                stopped = True
+                break
+        bar.close()
+        self.acc.wait_for_everyone()
+        self.export("final")
+        self.acc.end_training()
+        return TrainResult(self.out, self.step, self.history, self.best, stopped)
+
+    def log(self, values: dict, bar=None, prefix: str = "train/") -> None:
+        if not self.acc.is_main_process:
+            return
+        clean = {k: float(v) for k, v in values.items() if isinstance(v, int | float) and math.isfinite(v)}
+        clean["step"] = self.step
+        if bar is not None:
+            clean["steps_per_s"] = bar.format_dict.get("rate") or 0.0
+        self.acc.log({prefix + k: v for k, v in clean.items() if k != "step"}, step=self.step)
+        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
+            import json
+
+            f.write(json.dumps({"kind": prefix.rstrip("/"), **clean}) + "\n")
+
+
+def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> TrainResult:
+    """Run stage ``cfg.stage`` to ``cfg.steps`` (resuming from ``cfg.out_dir`` if it holds a checkpoint)."""
+    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+    return Trainer(cfg, progress=progress).fit(resume=resume)

@@ -1,0 +1,130 @@
+"""The DPT training objective as one ``nn.Module`` (so DDP/accelerate wrap a single forward).
+
+One step, per sample (paper Sec. 3.1-3.2, Appendix B.1; the passes of the official code):
+
+    ITM passes, all with the SAME noise and timestep (so scores differ only by image/text):
+      0  positive image  x  positive caption
+      1  positive image  x  hard-negative caption        -> I->T: CE over [0, 1, 2], target 0 (Eq. 4)
+      2  positive image  x  random caption
+      3  hard-neg image  x  positive caption             -> T->I: CE over [0, 3, 4], target 0 (Eq. 3)
+      4  random image    x  positive caption
+    REC pass:
+      5  REC image       x  referring expression         -> grounding loss (Eqs. 5-7)
+
+The U-Net is conditioned on the text being scored (as DiffusionITM / the official code). All six passes run
+as ONE truncated U-Net call of 6B samples. With the MSE term (stage 2), pass 0 runs the full U-Net (to get
+the noise prediction) and passes 1-5 the truncated one: two calls.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dptune.adapter import DPTProbe
+from dptune.backbone import SDBackbone
+from dptune.losses import LossWeights, dpt_losses
+
+IMAGE_KEYS = ("image", "hn_image", "rand_image", "ref_image")
+TEXT_KEYS = ("caption", "hn_caption", "rand_caption", "ref_expression")
+
+
+@torch.no_grad()
+def prepare_inputs(backbone: SDBackbone, batch: dict, generator: torch.Generator, t_range: tuple[int, int]) -> dict:
+    """Frozen parts of a step (VAE, text encoder, noise, timesteps) -> tensors for :class:`DPTObjective`.
+
+    ``batch`` is a collated :class:`~dptune.data.DPTSample` batch. Image fields holding 3-channel pixels are
+    VAE-encoded; fields that already hold latents (a latent cache, ``unet.in_channels`` channels) are used
+    as they are.
+    """
+    device = backbone.device
+    bsz = len(batch["caption"])
+    latents = []
+    for key in IMAGE_KEYS:  # 4 x (B, 4, h, w)
+        x = batch[key]
+        is_latent = x.shape[1] == backbone.unet.config.in_channels and x.shape[1] != 3
+        latents.append(x.to(device) if is_latent else backbone.encode_images(x))
+    texts = [p for key in TEXT_KEYS for p in batch[key]]  # 4B prompts
+    emb = backbone.encode_text(texts)  # hidden (4B, L, D), pooled (4B, Dp)
+    noise = torch.randn(latents[0].shape, generator=generator).to(device)  # shared by all passes
+    t = torch.randint(t_range[0], t_range[1], (bsz,), generator=generator).to(device)
+    return {
+        "latents": torch.stack(latents).float(),  # (4, B, 4, h, w)
+        "text_hidden": emb.hidden.view(4, bsz, *emb.hidden.shape[1:]),  # (4, B, L, D)
+        "text_pooled": emb.pooled.view(4, bsz, -1).float(),  # (4, B, Dp)
+        "noise": noise.float(),
+        "t": t,
+        "ref_box": batch["ref_box"].to(device).float(),  # (B, 4)
+    }
+
+
+class DPTObjective(nn.Module):
+    """ITM + REC (+ MSE) losses of one batch. ``forward(inputs) -> (total, {name: detached scalar})``."""
+
+    def __init__(self, probe: DPTProbe, weights: LossWeights | None = None, itm_weight: float = 1.0,
+                 rec_weight: float = 1.0, mse_weight: float = 0.0):
+        super().__init__()
+        self.probe = probe
+        self.weights = weights or LossWeights()
+        self.itm_weight, self.rec_weight, self.mse_weight = itm_weight, rec_weight, mse_weight
+
+    def _passes(self, inputs: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        lat, hid, t = inputs["latents"], inputs["text_hidden"], inputs["t"]
+        # (image index, text index) of the six passes, see the module docstring
+        pairs = [(0, 0), (0, 1), (0, 2), (1, 0), (2, 0), (3, 3)]
+        z0 = torch.cat([lat[i] for i, _ in pairs])  # (6B, 4, h, w)
+        text = torch.cat([hid[j] for _, j in pairs])  # (6B, L, D)
+        bb = self.probe.backbone
+        noise = inputs["noise"].repeat(len(pairs), 1, 1, 1)
+        tt = t.repeat(len(pairs))
+        z_t = bb.add_noise(z0, noise, tt).to(bb.dtype)
+        return z_t, tt, text.to(bb.dtype), z0
+
+    def outputs(self, inputs: dict):
+        """Adapter output of all 6B passes, the (B, 3) I->T and T->I score tables, and the MSE (or None)."""
+        z_t, tt, text, z0 = self._passes(inputs)
+        bsz = inputs["t"].shape[0]
+        mse = None
+        if self.mse_weight > 0:
+            out0, eps = self.probe.forward_with_noise(z_t[:bsz], tt[:bsz], text[:bsz])
+            out = _concat_outputs(out0, self.probe(z_t[bsz:], tt[bsz:], text[bsz:]))
+            target = self.probe.backbone.denoise_target(z0[:bsz], inputs["noise"], inputs["t"])
+            mse = F.mse_loss(eps.float(), target.float())
+        else:
+            out = self.probe(z_t, tt, text)
+        pooled = inputs["text_pooled"]
+        text_of_pass = torch.cat([pooled[j] for j in (0, 1, 2, 0, 0)])  # (5B, Dp)
+        s = self.probe.adapter.match_score(out.match_emb[: 5 * bsz].float(), text_of_pass).view(5, bsz)
+        i2t = torch.stack([s[0], s[1], s[2]], dim=1)  # (B, 3): image vs [pos, hn, rand] captions
+        t2i = torch.stack([s[0], s[3], s[4]], dim=1)  # (B, 3): caption vs [pos, hn, rand] images
+        return out, i2t, t2i, mse
+
+    def forward(self, inputs: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out, i2t, t2i, mse = self.outputs(inputs)
+        bsz = i2t.shape[0]
+        total, terms = dpt_losses(
+            logit_scale=out.logit_scale, i2t_scores=i2t, t2i_scores=t2i,
+            rec=out.select(slice(5 * bsz, 6 * bsz)), gold_boxes=inputs["ref_box"],
+            ref_text_emb=inputs["text_pooled"][3], weights=_scaled(self.weights, self.itm_weight, self.rec_weight),
+        )
+        if mse is not None:
+            total = total + self.mse_weight * mse
+            terms["mse"] = mse.detach()
+            terms["total"] = total.detach()
+        return total, terms
+
+
+def _concat_outputs(a, b):
+    from dptune.adapter import AdapterOutput
+
+    fields = {k: torch.cat([getattr(a, k), getattr(b, k)]) for k in vars(a) if k != "logit_scale"}
+    return AdapterOutput(**fields, logit_scale=a.logit_scale)
+
+
+def _scaled(w: LossWeights, itm: float, rec: float) -> LossWeights:
+    """Scale the matching / grounding weights as a whole (ablations: GM-only, LG-only)."""
+    from dataclasses import replace
+
+    return replace(w, t2i=w.t2i * itm, i2t=w.i2t * itm, in_batch=w.in_batch * itm, prob=w.prob * rec,
+                   l1=w.l1 * rec, giou=w.giou * rec, t2o=w.t2o * rec)

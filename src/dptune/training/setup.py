@@ -1,0 +1,55 @@
+"""Build what a run trains: backbone (frozen, maybe half precision), LoRA (stage 2), adapter, probe, objective."""
+
+from __future__ import annotations
+
+import torch
+
+from dptune.adapter import AdapterConfig, DiscriminativeAdapter, DPTProbe, load_adapter
+from dptune.backbone import SDBackbone, load_backbone
+from dptune.losses import LossWeights
+from dptune.training.config import TrainConfig
+from dptune.training.lora import add_lora
+from dptune.training.objective import DPTObjective
+
+HALF = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def build_backbone(cfg: TrainConfig, device) -> SDBackbone:
+    # Frozen SD may run in half precision on GPU; on CPU half is slow and imprecise, keep fp32.
+    dtype = HALF.get(cfg.mixed_precision) if torch.device(device).type == "cuda" else None
+    return load_backbone(cfg.model, device=str(device), dtype=dtype).freeze()
+
+
+def build_adapter(cfg: TrainConfig, backbone: SDBackbone) -> DiscriminativeAdapter:
+    in_channels = DPTProbe.feature_channels(backbone, cfg.blocks, cfg.fuse)
+    if cfg.adapter_init:
+        return load_adapter(cfg.adapter_init, expect_in_channels=in_channels, expect_text_dim=backbone.text_dim)
+    return DiscriminativeAdapter(AdapterConfig(
+        in_channels=in_channels, text_dim=backbone.text_dim, d_model=cfg.adapter_d_model, ffn=cfg.adapter_ffn,
+        heads=cfg.adapter_heads,
+    ))
+
+
+def build_objective(cfg: TrainConfig, backbone: SDBackbone) -> DPTObjective:
+    """Stage 1: only the adapter trains. Stage 2: LoRA on the U-Net (+ the adapter unless disabled)."""
+    torch.manual_seed(cfg.seed)  # adapter / LoRA initialisation
+    adapter = build_adapter(cfg, backbone).to(backbone.device)
+    if cfg.stage == "tune":
+        add_lora(backbone.unet, cfg.lora_rank, cfg.lora_targets)
+        adapter.requires_grad_(cfg.train_adapter)
+    probe = DPTProbe(backbone, adapter, cfg.blocks, cfg.fuse)
+    weights = LossWeights(**cfg.loss_weights)
+    return DPTObjective(probe, weights, cfg.itm_weight, cfg.rec_weight, cfg.mse_weight)
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: no weight decay on the temperature, biases, norms and 1-d parameters."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 or name.endswith("logit_scale") else decay).append(p)
+    if not decay and not no_decay:
+        raise ValueError("nothing to train: every parameter is frozen (stage 2 with train_adapter=False "
+                         "needs LoRA; check lora settings)")
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

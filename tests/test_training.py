@@ -1,0 +1,135 @@
+"""Training stages on tiny components: runs, checkpoints, exact resume, LoRA export, clear failures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dptune.training import TrainConfig, TrainingDiverged, train
+from dptune.training.loop import Trainer
+from dptune.utils.io import ArtefactError, load_tensors
+
+TINY = dict(data_size=48, val_size=8, batch_size=4, adapter_d_model=32, adapter_ffn=64, adapter_heads=4,
+            lr=1e-3, log_every=1, validate_every=100, checkpoint_every=2)
+
+
+def _cfg(tmp_path, model, **kw) -> TrainConfig:
+    return TrainConfig(**{**TINY, "model": str(model), "out_dir": str(tmp_path / "run"), **kw})
+
+
+def test_probe_trains_and_writes_artefacts(tmp_path, tiny_pipeline_dir):
+    cfg = _cfg(tmp_path, tiny_pipeline_dir, steps=4, validate_every=2)
+    result = train(cfg, progress=False)
+    out = tmp_path / "run"
+    assert result.step == 4 and len(result.validation) == 2
+    assert {"itm_hn", "rec_p1", "itm_i2t_all"} <= set(result.validation[-1])
+    assert json.loads((out / "latest.json").read_text())["step"] == 4
+    assert (out / "final" / "adapter" / "adapter.safetensors").is_file()
+    assert (out / "best" / "adapter" / "adapter_config.json").is_file()
+    assert json.loads((out / "checkpoints" / "step-0000004" / "config.json").read_text())["stage"] == "probe"
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if x["kind"] == "train"] == [1, 2, 3, 4]
+    assert all(x["total"] > 0 for x in lines if x["kind"] == "train")
+    assert list((out / "dptune").rglob("events.out.tfevents*"))  # TensorBoard scalars
+    saved = load_tensors(out / "checkpoints" / "step-0000004" / "trainable.safetensors")
+    assert saved and all(k.startswith("probe.adapter.") for k in saved)  # stage 1: SD stays frozen
+
+
+class Killed(Exception):
+    pass
+
+
+def test_kill_and_resume_gives_identical_weights(tmp_path, tiny_pipeline_dir, monkeypatch):
+    kw = dict(stage="tune", steps=5, lr_schedule="cosine", warmup_steps=1, mse_weight=0.5, grad_accum=2)
+    full = train(_cfg(tmp_path / "a", tiny_pipeline_dir, **kw), progress=False)
+
+    original = Trainer.train_step
+
+    def dying(self, batches):
+        if self.step == 3:  # checkpoints exist at steps 2; the process dies mid-way to 4
+            raise Killed
+        return original(self, batches)
+
+    monkeypatch.setattr(Trainer, "train_step", dying)
+    with pytest.raises(Killed):
+        train(_cfg(tmp_path / "b", tiny_pipeline_dir, **kw), progress=False)
+    monkeypatch.setattr(Trainer, "train_step", original)
+    resumed = train(_cfg(tmp_path / "b", tiny_pipeline_dir, **kw), progress=False)
+    assert resumed.step == full.step == 5
+    a = load_tensors(full.out_dir / "checkpoints" / "step-0000005" / "trainable.safetensors")
+    b = load_tensors(resumed.out_dir / "checkpoints" / "step-0000005" / "trainable.safetensors")
+    assert a.keys() == b.keys() and any("lora" in k for k in a)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_refuses_a_different_config(tmp_path, tiny_pipeline_dir):
+    train(_cfg(tmp_path, tiny_pipeline_dir, steps=2), progress=False)
+    with pytest.raises(ArtefactError, match="different settings.*lora_rank|different settings.*stage"):
+        train(_cfg(tmp_path, tiny_pipeline_dir, steps=3, stage="tune"), progress=False)
+
+
+def test_stage2_lora_loads_into_plain_pipeline(tmp_path, tiny_pipeline_dir):
+    from diffusers import StableDiffusionPipeline
+
+    cfg = _cfg(tmp_path, tiny_pipeline_dir, stage="tune", steps=3, lr=5e-2, mse_weight=1.0)
+    train(cfg, progress=False)
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_pipeline_dir, safety_checker=None, feature_extractor=None,
+                                                   requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+
+    def sample():
+        return pipe("a red circle", num_inference_steps=2, generator=torch.Generator().manual_seed(0),
+                    output_type="np").images
+
+    before = sample()
+    pipe.load_lora_weights(str(tmp_path / "run" / "final" / "lora"))
+    after = sample()
+    assert before.shape == after.shape and abs(after - before).max() > 1e-4
+
+
+def test_cross_attention_only_lora_targets(tmp_path, tiny_pipeline_dir):
+    from dptune.backbone import load_backbone
+    from dptune.training.lora import add_lora
+
+    unet = load_backbone(tiny_pipeline_dir).unet
+    add_lora(unet, rank=2, targets="cross")
+    names = [n for n, _ in unet.named_parameters()]
+    lora = [n for n in names if "lora_" in n]
+    assert lora and all(".attn2." in n for n in lora)
+
+
+def test_nan_loss_stops_with_clear_message(tmp_path, tiny_pipeline_dir, monkeypatch):
+    from dptune.training.objective import DPTObjective
+
+    real_forward = DPTObjective.forward
+
+    def nan_at_step_3(self, inputs):
+        total, terms = real_forward(self, inputs)
+        return (total * float("nan"), terms) if nan_at_step_3.calls >= 2 else (total, terms)
+
+    nan_at_step_3.calls = 0
+
+    def counting(self, inputs):
+        result = nan_at_step_3(self, inputs)
+        nan_at_step_3.calls += 1
+        return result
+
+    monkeypatch.setattr(DPTObjective, "forward", counting)
+    with pytest.raises(TrainingDiverged, match=r"nan at step 2.*last good checkpoint: .*step-0000002"):
+        train(_cfg(tmp_path, tiny_pipeline_dir, steps=5), progress=False)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="stage must be one of"):
+        TrainConfig(stage="pretrain")
+    with pytest.raises(ValueError, match="mse_weight needs stage 'tune'"):
+        TrainConfig(stage="probe", mse_weight=1.0)
+    assert TrainConfig(blocks="mid, up0").blocks == ["mid", "up0"]
+
+
+def test_unknown_block_is_reported(tmp_path, tiny_pipeline_dir):
+    with pytest.raises(ValueError, match=r"unknown U-Net block\(s\) \['up9'\].*valid names"):
+        train(_cfg(tmp_path, tiny_pipeline_dir, steps=1, blocks=["up9"]), progress=False)
