@@ -74,8 +74,11 @@ def test_resume_refuses_a_different_config(tmp_path, tiny_pipeline_dir):
 def test_stage2_lora_loads_into_plain_pipeline(tmp_path, tiny_pipeline_dir):
     from diffusers import StableDiffusionPipeline
 
-    cfg = _cfg(tmp_path, tiny_pipeline_dir, stage="tune", steps=3, lr=5e-2, mse_weight=1.0)
-    train(cfg, progress=False)
+    cfg = _cfg(tmp_path, tiny_pipeline_dir, stage="tune", steps=3, lr=5e-2, mse_weight=1.0, validate_every=3,
+               gen_val_prompts=1, gen_val_steps=2)
+    result = train(cfg, progress=False)
+    # stage 2 selects by generation alignment (judge over the ID validation prompts)
+    assert 0.0 <= result.best["gen_overall"] <= 1.0 and result.best["select"] == result.best["gen_overall"]
     pipe = StableDiffusionPipeline.from_pretrained(tiny_pipeline_dir, safety_checker=None, feature_extractor=None,
                                                    requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)

@@ -19,10 +19,11 @@ from dptune.backbone import SDBackbone, TextEmbeddings, check_blocks
 
 class DPTProbe(nn.Module):
     def __init__(self, backbone: SDBackbone, adapter: DiscriminativeAdapter, blocks: Sequence[str] = ("mid",),
-                 fuse: str = "sum"):
+                 fuse: str = "sum", truncate: bool = True):
         super().__init__()
         self.blocks = check_blocks(backbone.unet, list(blocks))
         self.fuse = fuse
+        self.truncate = truncate  # False only to measure what truncation saves (same features either way)
         object.__setattr__(self, "backbone", backbone)  # plain attribute: not a submodule
         self.unet = backbone.unet
         self.adapter = adapter
@@ -45,7 +46,7 @@ class DPTProbe(nn.Module):
 
     def features(self, z_t: torch.Tensor, t: torch.Tensor, text_hidden: torch.Tensor) -> torch.Tensor:
         """Truncated U-Net forward to the probed block(s) -> (B, C, h, w)."""
-        return self.backbone.features(z_t, t, text_hidden, self.blocks, fuse=self.fuse, truncate=True)
+        return self.backbone.features(z_t, t, text_hidden, self.blocks, fuse=self.fuse, truncate=self.truncate)
 
     def forward(self, z_t: torch.Tensor, t: torch.Tensor, text_hidden: torch.Tensor) -> AdapterOutput:
         return self.adapter(self.features(z_t, t, text_hidden), t)

@@ -10,6 +10,7 @@ import sys
 
 # command name -> module under dptune.cli (order = order in --help)
 COMMANDS: dict[str, str] = {
+    "demo": "dptune.cli.demo_cmd",
     "info": "dptune.cli.info_cmd",
     "adapter-info": "dptune.cli.adapter_info_cmd",
     "probe": "dptune.cli.train_cmd",
@@ -48,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     from dptune.utils.io import ArtefactError  # light: no torch at import
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "_pass_through", False):  # only pass-through commands take foreign flags
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0

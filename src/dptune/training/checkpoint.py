@@ -91,7 +91,7 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
 def check_resume_config(saved: dict, current: dict) -> None:
     """Refuse to resume into a run whose model/data/architecture differ (results would be meaningless)."""
     keys = ("stage", "model", "data", "blocks", "fuse", "adapter_d_model", "adapter_ffn", "adapter_heads",
-            "lora_rank", "lora_targets", "train_adapter", "seed", "batch_size", "grad_accum")
+            "adapter_queries", "lora_rank", "lora_targets", "train_adapter", "seed", "batch_size", "grad_accum")
     diff = {k: (saved.get(k), current.get(k)) for k in keys if saved.get(k) != current.get(k)}
     if diff:
         detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())

@@ -40,6 +40,7 @@ class TrainConfig:
     adapter_d_model: int = field(256, help="adapter width d (paper 256)")
     adapter_ffn: int = field(2048, help="adapter feed-forward width (paper 2048)")
     adapter_heads: int = field(8, help="adapter attention heads (paper 8)")
+    adapter_queries: int = field(110, help="adapter queries N, the first 10 for matching (paper 110)")
     # optimisation (AdamW, paper B.3.1)
     steps: int = field(60_000, help="optimiser steps (paper: 60k stage 1, 6k stage 2)")
     batch_size: int = field(8, help="samples per process per micro-batch")

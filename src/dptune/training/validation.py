@@ -41,6 +41,7 @@ def shapesworld_alignment(backbone, n_per_category: int, steps: int, guidance: f
     """Mean judge accuracy (and per category) of images generated from ID validation prompts."""
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
+    from dptune.evaluation.generative import to_uint8
     from dptune.shapesworld import eval_prompts, judge_batch, summarize
 
     prompts = eval_prompts("id", n_per_category, seed=1_000 + seed)
@@ -53,5 +54,5 @@ def shapesworld_alignment(backbone, n_per_category: int, steps: int, guidance: f
     gens = [torch.Generator().manual_seed(seed * 100_000 + i) for i in range(len(prompts))]
     images = pipe([p.text for p in prompts], generator=gens, num_inference_steps=steps, guidance_scale=guidance,
                   output_type="np").images
-    summary = summarize(judge_batch(images, prompts))
+    summary = summarize(judge_batch(to_uint8(images), prompts))
     return {f"gen_{category}": stats["accuracy"] for category, stats in summary.items()}

@@ -1,0 +1,80 @@
+"""``dptune shapesworld``: train the tiny base SD, score a model with the exact judge, render samples."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub, name: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help="ShapesWorld: train-base, score (exact judge), render samples")
+    inner = p.add_subparsers(dest="sw_command", metavar="SUBCOMMAND", required=True)
+    # train-base owns its options (one per TrainBaseConfig field); they are parsed there, lazily, so that
+    # `dptune --help` does not import torch. `dptune shapesworld train-base --help` lists them.
+    tb = inner.add_parser("train-base", add_help=False, help="train the tiny ShapesWorld SD from scratch "
+                          "(resumable; --help lists its options)")
+    tb.set_defaults(_pass_through=True)
+    sc = inner.add_parser("score", help="judge accuracy per category on ID and OOD prompts (the model card's "
+                          "numbers)")
+    sc.add_argument("--model", default="shapesworld", help="diffusers folder or 'shapesworld'")
+    sc.add_argument("--lora", default=None, help="optional stage-2 LoRA folder")
+    sc.add_argument("--prompts-per-category", type=int, default=50, help="prompts per category and split")
+    sc.add_argument("--images-per-prompt", type=int, default=1, help="images per prompt")
+    sc.add_argument("--steps", type=int, default=25, help="DDIM steps (shipped default 25)")
+    sc.add_argument("--guidance", type=float, default=4.0, help="guidance scale (shipped default 4)")
+    sc.add_argument("--seed", type=int, default=0, help="base seed")
+    sc.add_argument("--out", default="runs/shapesworld-score", help="output folder (results.json, report)")
+    rd = inner.add_parser("render", help="write sample renders + captions of a split (to look at the world)")
+    rd.add_argument("--split", default="train", choices=["train", "id", "ood"])
+    rd.add_argument("--n", type=int, default=16)
+    rd.add_argument("--out", default="runs/shapesworld-samples")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"train-base": _train_base, "score": _score, "render": _render}[args.sw_command](args)
+
+
+def _train_base(args) -> int:
+    from dptune.shapesworld.train_base import main
+
+    return main(args.extra)
+
+
+def _score(args) -> int:
+    from dptune.evaluation.methods import MethodSpec
+    from dptune.evaluation.suite import EvalConfig, evaluate_methods
+
+    cfg = EvalConfig(prompts=["shapesworld-id", "shapesworld-ood"], prompts_per_category=args.prompts_per_category,
+                     images_per_prompt=args.images_per_prompt, seed=args.seed, steps=args.steps,
+                     guidance=args.guidance, out=args.out)
+    spec = MethodSpec(name="lora" if args.lora else "base", model=args.model, lora=args.lora)
+    results = evaluate_methods([spec], cfg)
+    print("split | colour | count | binding | relation | overall")
+    for set_name, res in results["methods"][0]["generative"].items():
+        block = res["summary"]["judge"]
+        cells = [f"{block[c]['mean']:.3f}" for c in ("colour", "count", "binding", "relation", "overall")]
+        print(" | ".join([set_name, *cells]))
+    print(f"report: {args.out}/report.html")
+    return 0
+
+
+def _render(args) -> int:
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from dptune.shapesworld import ShapesWorldDataset
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = ShapesWorldDataset(args.split, size=args.n, seed=0)
+    lines = []
+    for i in range(args.n):
+        s = ds[i]
+        img = ((s.image.permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+        Image.fromarray(img).resize((128, 128), Image.NEAREST).save(out / f"{i:03d}.png")
+        lines.append(f"{i:03d}.png\t{s.caption}\t(hard negative: {s.hn_caption})")
+    (out / "captions.tsv").write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.n} renders and captions.tsv to {out}")
+    return 0

@@ -1,0 +1,120 @@
+"""``dptune generate`` end to end on a tiny pipeline folder with a random adapter."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from dptune.adapter import save_adapter
+from dptune.cli.main import main
+from test_sampling import tiny_adapter
+
+
+@pytest.fixture
+def adapter_dir(tmp_path):
+    return save_adapter(tiny_adapter(), tmp_path / "adapter")
+
+
+def run(*argv):
+    return main(["generate", "--no-progress", "--steps", "2", *map(str, argv)])
+
+
+def read_meta(out):
+    return [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
+
+
+def test_generate_with_adapter_writes_images_metadata_and_grid(tiny_pipeline_dir, adapter_dir, tmp_path):
+    out = tmp_path / "out"
+    rc = run(
+        "--model",
+        tiny_pipeline_dir,
+        "--adapter",
+        adapter_dir,
+        "--prompt",
+        "a red circle",
+        "--prompt",
+        "two blue squares",
+        "--seeds",
+        0,
+        7,
+        "--batch-size",
+        3,
+        "--scheduler",
+        "dpmpp",
+        "--window",
+        0,
+        1,
+        "--out",
+        out,
+    )
+    assert rc == 0
+    meta = read_meta(out)
+    assert [(m["prompt"], m["seed"]) for m in meta] == [
+        ("a red circle", 0),
+        ("a red circle", 7),
+        ("two blue squares", 0),
+        ("two blue squares", 7),
+    ]
+    for m in meta:
+        assert Image.open(out / m["file"]).size == (16, 16)
+        assert m["scheduler"] == "dpmpp" and m["steps"] == 2 and m["guidance"] == 7.5
+        assert m["correction"]["eta"] == 0.5 and m["correction"]["window"] == [0.0, 1.0]
+        assert [step for step, _ in m["adapter_score_trace"]] == [0, 1]
+    assert sorted(p.name for p in out.glob("*.png")) == sorted([m["file"] for m in meta] + ["grid.png"])
+    assert Image.open(out / "grid.png").size == (2 * 16, 2 * 16)  # columns = seeds, rows = prompts
+
+
+def test_generate_plain_from_prompt_file(tiny_pipeline_dir, tmp_path):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "a red circle"}\n\n{"text": "a green triangle"}\n')
+    out = tmp_path / "out"
+    assert (
+        run("--model", tiny_pipeline_dir, "--prompts", prompts, "--seed", 4, "--num-images", 3, "--out", out)
+        == 0
+    )
+    meta = read_meta(out)
+    assert [m["seed"] for m in meta] == [4, 5, 6, 4, 5, 6]
+    assert meta[3]["prompt"] == "a green triangle"
+    assert all(m["correction"]["eta"] == 0.0 and m["adapter_score_trace"] == [] for m in meta)
+    text = tmp_path / "p.txt"
+    text.write_text("a red circle\n  \na blue square\n")
+    assert run("--model", tiny_pipeline_dir, "--prompts", text, "--out", tmp_path / "o2") == 0
+    assert [m["prompt"] for m in read_meta(tmp_path / "o2")] == ["a red circle", "a blue square"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "no prompts"),
+        (["--prompt", " "], "empty --prompt"),
+        (
+            ["--prompt", "a red circle", "--adapter", "{tmp}/missing"],
+            "--adapter directory .*missing does not exist",
+        ),
+        (["--prompt", "a red circle", "--eta", "0.5"], "needs a discriminative adapter"),
+        (["--prompts", "{tmp}/none.txt"], "prompt file .* does not exist"),
+        (["--prompt", "a", "--seeds", "1", "--num-images", "2"], "either --seeds"),
+        (["--prompt", "a", "--window", "0.8", "0.2"], "0 <= start < end <= 1"),
+    ],
+)
+def test_generate_errors_are_one_line(tiny_pipeline_dir, tmp_path, capsys, argv, message):
+    import re
+
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    rc = run("--model", tiny_pipeline_dir, "--out", tmp_path / "out", *argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert err.startswith("dptune generate: error:") and len(err.splitlines()) == 1
+    assert re.search(message, err), err
+
+
+def test_generate_warns_about_truncated_prompts(tiny_pipeline_dir, tmp_path, capsys):
+    long = " ".join(["red circle"] * 12)  # the tiny tokenizer holds 16 tokens
+    assert (
+        run("--model", tiny_pipeline_dir, "--prompt", long, "--prompt", "a red circle", "--out", tmp_path)
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert "warning: 1 prompt(s) exceed the tokenizer limit of 16 tokens and are truncated" in err
