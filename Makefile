@@ -18,8 +18,7 @@ $(BIN)/.dptune-installed: pyproject.toml
 setup: $(BIN)/.dptune-installed
 
 demo: setup
-	$(BIN)/dptune --help
-	$(BIN)/dptune info --model tiny-random
+	$(BIN)/dptune demo --out-dir runs/demo
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
@@ -29,6 +28,8 @@ test: lint
 
 bench: setup
 	$(BIN)/python benchmarks/bench_truncation.py
+	$(BIN)/python benchmarks/bench_stage1_step.py
+	$(BIN)/python benchmarks/bench_self_correction.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from dptune.backbone.taps import block_channels_from_config
 from dptune.cli import adapter_info_cmd
 
 SD = "/work/shared/reference/sd-configs"
@@ -41,10 +42,10 @@ def test_sd_config_dirs(capsys, name, block, want):
 
 def test_block_mapping_and_errors():
     cfg = {"block_out_channels": [320, 640, 1280, 1280]}
-    got = [adapter_info_cmd.block_channels_from_config(cfg, b) for b in ("down0", "down1", "mid", "up2", "up3")]
+    got = [block_channels_from_config(cfg, b) for b in ("down0", "down1", "mid", "up2", "up3")]
     assert got == [320, 640, 1280, 640, 320]
     with pytest.raises(ValueError, match="unknown block 'up9'"):
-        adapter_info_cmd.block_channels_from_config(cfg, "up9")
+        block_channels_from_config(cfg, "up9")
     proj = {"architectures": ["CLIPTextModelWithProjection"], "hidden_size": 1280, "projection_dim": 1280}
     assert adapter_info_cmd.text_dim_from_config(proj) == 1280
     assert adapter_info_cmd.text_dim_from_config({"hidden_size": 768, "projection_dim": 512}) == 768

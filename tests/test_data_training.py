@@ -51,3 +51,23 @@ def test_refcoco_root_without_index(tmp_path, coco_files, capsys):
     rc = main(["probe", "--data", "coco", "--coco-root", str(coco_root), "--refcoco-root", str(empty),
                "--negatives", str(negatives), "--model", "tiny-random", "--out-dir", str(tmp_path / "r")])
     assert rc == 2 and "convert-refer" in capsys.readouterr().err
+
+
+def test_probe_reads_a_latent_cache(tmp_path, coco_files):
+    """With --latent-cache the VAE is skipped: cached (4, h, w) latents go straight into the U-Net."""
+    from dptune.backbone import load_backbone
+    from dptune.data.configs import LatentCacheConfig
+    from dptune.data.latent_cache import cache_latents, vae_encoder, vae_meta
+
+    coco_root, refs, negatives = coco_files
+    coco = load_coco_captions(coco_root / "annotations" / "captions_train2014.json")
+    vae = load_backbone("tiny-random").vae
+    items = [(str(im.image_id), coco.image_path(im.image_id)) for im in coco.images]
+    cache_latents(items, vae_encoder(vae), tmp_path / "lat", LatentCacheConfig(image_size=16), vae_meta(vae, "tiny"),
+                  progress=False)
+    out = tmp_path / "run"
+    rc = main(["probe", "--data", "coco", "--coco-root", str(coco_root), "--refcoco-root", str(refs),
+               "--negatives", str(negatives), "--latent-cache", str(tmp_path / "lat"), "--model", "tiny-random",
+               "--steps", "2", "--batch-size", "2", "--adapter-d-model", "32", "--adapter-ffn", "64",
+               "--adapter-heads", "4", "--val-size", "2", "--out-dir", str(out), "--no-progress"])
+    assert rc == 0 and json.loads((out / "latest.json").read_text())["step"] == 2

@@ -136,3 +136,36 @@ def test_config_validation():
 def test_unknown_block_is_reported(tmp_path, tiny_pipeline_dir):
     with pytest.raises(ValueError, match=r"unknown U-Net block\(s\) \['up9'\].*valid names"):
         train(_cfg(tmp_path, tiny_pipeline_dir, steps=1, blocks=["up9"]), progress=False)
+
+
+def test_validation_rec_precision_on_planted_boxes(tiny_backbone, monkeypatch):
+    """REC P@1 = IoU >= 0.5 between the gold box and the most probable query's box (both cxcywh)."""
+    from dptune.adapter import AdapterConfig, AdapterOutput, DiscriminativeAdapter, DPTProbe
+    from dptune.data import collate_samples
+    from dptune.shapesworld import ShapesWorldDataset
+    from dptune.training.objective import DPTObjective
+    from dptune.training.validation import discriminative_metrics
+
+    adapter = DiscriminativeAdapter(AdapterConfig(in_channels=32, text_dim=32, d_model=32, heads=4, ffn=64,
+                                                  num_queries=6, num_match_queries=2))
+    objective = DPTObjective(DPTProbe(tiny_backbone, adapter))
+    ds = ShapesWorldDataset("id", size=4, seed=0)
+    batch = collate_samples([ds[i] for i in range(4)])
+    shift = {"dx": 0.0}
+
+    def planted(inputs):
+        gold = inputs["ref_box"]  # (B, 4)
+        boxes = torch.full((6 * 4, 4, 4), 0.5)
+        boxes[20:, 2] = gold + torch.tensor([shift["dx"], 0.0, 0.0, 0.0])  # query 2 of the REC rows
+        logits = torch.zeros(24, 4)
+        logits[20:, 2] = 5.0
+        out = AdapterOutput(queries=torch.zeros(24, 6, 32), match_emb=torch.zeros(24, 2, 32), logits_p=logits,
+                            boxes=boxes, obj_emb=torch.zeros(24, 4, 32), logit_scale=torch.tensor(10.0))
+        scores = torch.tensor([[0.9, 0.1, 0.0]] * 4)
+        return out, scores, scores, None
+
+    monkeypatch.setattr(objective, "outputs", planted)
+    assert discriminative_metrics(objective, [batch], t=250)["rec_p1"] == 1.0
+    assert discriminative_metrics(objective, [batch], t=250)["itm_hn"] == 1.0
+    shift["dx"] = 0.5  # boxes moved far off their targets
+    assert discriminative_metrics(objective, [batch], t=250)["rec_p1"] == 0.0

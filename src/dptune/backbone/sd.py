@@ -16,7 +16,14 @@ from dataclasses import dataclass
 
 import torch
 
-from dptune.backbone.taps import block_names, check_blocks, feature_taps, fuse_features, run_tapped
+from dptune.backbone.taps import (
+    block_channels_from_config,
+    block_names,
+    check_blocks,
+    feature_taps,
+    fuse_features,
+    run_tapped,
+)
 
 
 @dataclass
@@ -77,11 +84,7 @@ class SDBackbone:
     def block_channels(self, name: str) -> int:
         """Channel count of a tapped block (read from the config, no forward pass)."""
         check_blocks(self.unet, [name])
-        out = list(self.unet.config.block_out_channels)
-        if name == "mid":
-            return out[-1]
-        idx = int(name[-1])  # down_blocks[i] emit block_out[i]; up_blocks[i] work at reversed(block_out)[i]
-        return out[idx] if name.startswith("down") else out[::-1][idx]
+        return block_channels_from_config(self.unet.config, name)
 
     def to(self, device=None, dtype=None) -> SDBackbone:
         kwargs = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}

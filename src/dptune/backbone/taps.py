@@ -69,6 +69,19 @@ def check_blocks(unet: nn.Module, blocks: Sequence[str]) -> list[str]:
     return sorted(set(blocks), key=valid.index)
 
 
+def block_channels_from_config(unet_cfg: dict, block: str) -> int:
+    """Output channels of a U-Net block from ``block_out_channels`` (down_i: [i], mid: [-1], up_i: reversed[i])."""
+    chans = list(unet_cfg["block_out_channels"])
+    kind = block.rstrip("0123456789")
+    idx = block[len(kind) :]
+    if block == "mid":
+        return chans[-1]
+    if kind in ("down", "up") and idx.isdigit() and int(idx) < len(chans):
+        return chans[int(idx)] if kind == "down" else chans[::-1][int(idx)]
+    valid = [f"down{i}" for i in range(len(chans))] + ["mid"] + [f"up{i}" for i in range(len(chans))]
+    raise ValueError(f"unknown block {block!r}; choose from {valid}")
+
+
 def _module_for(unet: nn.Module, name: str) -> tuple[nn.Module, bool]:
     """Module to hook for ``name`` and whether to hook its *input* (pre-hook on an upsampler)."""
     if name == "mid":

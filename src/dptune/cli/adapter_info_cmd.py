@@ -37,19 +37,6 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def block_channels_from_config(unet_cfg: dict, block: str) -> int:
-    """Output channels of a U-Net block from ``block_out_channels`` (down_i: [i], mid: [-1], up_i: reversed[i])."""
-    chans = list(unet_cfg["block_out_channels"])
-    kind = block.rstrip("0123456789")
-    idx = block[len(kind) :]
-    if block == "mid":
-        return chans[-1]
-    if kind in ("down", "up") and idx.isdigit() and int(idx) < len(chans):
-        return chans[int(idx)] if kind == "down" else chans[::-1][int(idx)]
-    valid = [f"down{i}" for i in range(len(chans))] + ["mid"] + [f"up{i}" for i in range(len(chans))]
-    raise ValueError(f"unknown block {block!r}; choose from {valid}")
-
-
 def text_dim_from_config(text_cfg: dict) -> int:
     """Pooled text dimension: SD's CLIPTextModel pools without projection (hidden_size); a
     CLIPTextModelWithProjection exposes projection_dim."""
@@ -63,6 +50,8 @@ def resolve_dims(args: argparse.Namespace) -> tuple[int, int, str]:
     in_ch, text_dim, source = DEFAULT_IN_CHANNELS, DEFAULT_TEXT_DIM, "default: SD 2.1-base mid block"
     if args.sd_config:
         root = Path(args.sd_config)
+        from dptune.backbone.taps import block_channels_from_config
+
         in_ch = block_channels_from_config(_read_json(root / "unet" / "config.json"), args.block)
         text_dim = text_dim_from_config(_read_json(root / "text_encoder" / "config.json"))
         source = f"{root} block {args.block}"

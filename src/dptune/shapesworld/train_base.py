@@ -27,6 +27,7 @@ from dptune.shapesworld.tiny_sd import TinySDConfig, build_components, count_par
 from dptune.shapesworld.tokenizer import save_vocab_files
 from dptune.utils.config import field, from_dict, load_config_file, to_dict
 from dptune.utils.io import ArtefactError, load_json, load_tensors, save_json, save_tensors
+from dptune.utils.optim_state import optimizer_from_files, optimizer_to_files
 
 # Fields that may change between a checkpoint and its resumption (budgets and bookkeeping, not the model).
 _RESUMABLE_CHANGES = {"max_unet_steps", "max_minutes", "checkpoint_minutes", "checkpoint_dir", "threads", "log_every"}
@@ -76,29 +77,6 @@ class TrainBaseConfig:
 
 
 # ------------------------------------------------------------------------------------ serialisation
-
-
-def _optimizer_tensors(opt) -> tuple[dict, dict]:
-    """Split an optimizer state dict into flat tensors (safetensors) and JSON-able rest."""
-    import torch
-
-    sd = opt.state_dict()
-    tensors, scalars = {}, {}
-    for pid, pstate in sd["state"].items():
-        for key, value in pstate.items():
-            if torch.is_tensor(value):
-                tensors[f"{pid}.{key}"] = value
-            else:
-                scalars[f"{pid}.{key}"] = value
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
-
-
-def _load_optimizer(opt, tensors: dict, meta: dict) -> None:
-    state: dict[int, dict[str, Any]] = {}
-    for flat, value in list(tensors.items()) + list(meta["scalars"].items()):
-        pid, key = flat.split(".", 1)
-        state.setdefault(int(pid), {})[key] = value
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
 class EMA:
@@ -196,7 +174,7 @@ class _Run:
         weights["rng.generator"] = self.generator.get_state()  # uint8 tensor: data order + noise
         weights["rng.torch"] = torch.get_rng_state()
         save_tensors(folder / "weights.safetensors", weights)
-        opt_tensors, opt_meta = _optimizer_tensors(self.optimizer)
+        opt_tensors, opt_meta = optimizer_to_files(self.optimizer)
         save_tensors(folder / "optimizer.safetensors", opt_tensors)
         meta = {"state": self.state, "optimizer": opt_meta, "config": to_dict(self.cfg), "vocabulary": self.vocabulary}
         save_json(folder / "state.json", meta)
@@ -222,7 +200,8 @@ class _Run:
         self.start_phase(self.state["phase"])
         if self.ema is not None:
             self.ema.shadow = {k[4:]: v.clone() for k, v in weights.items() if k.startswith("ema.")}
-        _load_optimizer(self.optimizer, load_tensors(folder / "optimizer.safetensors"), meta["optimizer"])
+        opt_tensors = load_tensors(folder / "optimizer.safetensors")
+        self.optimizer.load_state_dict(optimizer_from_files(opt_tensors, meta["optimizer"]))
         self.generator.set_state(weights["rng.generator"])
         torch.set_rng_state(weights["rng.torch"])
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from dptune.losses import iou
+from dptune.losses import cxcywh_to_xyxy, iou
 from dptune.training.objective import DPTObjective, prepare_inputs
 
 
@@ -29,7 +29,8 @@ def discriminative_metrics(objective: DPTObjective, batches: list[dict], t: int,
         rec = out.select(slice(5 * bsz, 6 * bsz))
         best = rec.logits_p.argmax(1)  # (B,) most probable grounding query
         pred = rec.boxes[torch.arange(bsz), best]  # (B, 4) cxcywh
-        hits["rec_p1"].append(iou(pred.float(), inputs["ref_box"]) >= 0.5)
+        gold = inputs["ref_box"]  # both normalised cxcywh; iou takes xyxy
+        hits["rec_p1"].append(iou(cxcywh_to_xyxy(pred.float()), cxcywh_to_xyxy(gold)) >= 0.5)
     objective.train(was_training)
     metrics = {k: torch.cat(v).float().mean().item() for k, v in hits.items()}
     metrics["itm_hn"] = (metrics["itm_i2t_hn"] + metrics["itm_t2i_hn"]) / 2
