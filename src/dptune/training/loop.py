@@ -182,10 +182,10 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(loss=f"{logs['total']:.3f}", refresh=False)
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                self.log(logs, bar)
+                self.log(logs)
             if self.step % cfg.validate_every == 0 or self.step == cfg.steps:
                 if self.acc.is_main_process:
-                    self.log(self.validate(val_batches), bar, prefix="val/")
+                    self.log(self.validate(val_batches), prefix="val/")
             budget = cfg.max_minutes is not None and time.perf_counter() - t0 > 60 * cfg.max_minutes
             if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps or budget:
                 self.save()
@@ -198,13 +198,18 @@ class Trainer:
         self.acc.end_training()
         return TrainResult(self.out, self.step, self.history, self.best, stopped)
 
-    def log(self, values: dict, bar=None, prefix: str = "train/") -> None:
+    def log(self, values: dict, prefix: str = "train/") -> None:
         if not self.acc.is_main_process:
             return
         clean = {k: float(v) for k, v in values.items() if isinstance(v, int | float) and math.isfinite(v)}
         clean["step"] = self.step
-        if bar is not None:
-            clean["steps_per_s"] = bar.format_dict.get("rate") or 0.0
+        if prefix == "train/":  # throughput since the previous training log line
+            now, (last_t, last_step) = time.perf_counter(), getattr(self, "_last_log", (None, 0))
+            if last_t is not None and now > last_t:
+                rate = (self.step - last_step) / (now - last_t)
+                global_batch = self.cfg.batch_size * self.cfg.grad_accum * self.acc.num_processes
+                clean.update(steps_per_s=round(rate, 4), samples_per_s=round(rate * global_batch, 2))
+            self._last_log = (now, self.step)
         self.acc.log({prefix + k: v for k, v in clean.items() if k != "step"}, step=self.step)
         with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
             import json
