@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(2)
     best = Path(args.run) / "tune" / "best"
-    specs = [MethodSpec(name=f"eta={eta:g}", model="shapesworld", adapter=str(best / "adapter"),
+    specs = [MethodSpec(name=f"eta {eta:g}", model="shapesworld", adapter=str(best / "adapter"),
                         lora=str(best / "lora"), eta=eta, sc={"window": list(args.window)} if eta > 0 else {})
              for eta in args.etas]
     cfg = EvalConfig(prompts=["shapesworld-id", "shapesworld-ood"], prompts_per_category=args.prompts_per_category,
