@@ -14,10 +14,6 @@ from dptune.backbone.taps import (
 
 def load_backbone(name_or_path, device: str | None = None, dtype=None) -> SDBackbone:
     """Load an SD checkpoint (folder, hub id, 'shapesworld', or 'tiny-random') as an :class:`SDBackbone`."""
-    if str(name_or_path) == "tiny-random":  # untrained tiny model for smoke runs
-        from dptune.backbone.tiny import tiny_components
-
-        return SDBackbone(**tiny_components()).to(device, dtype)
     return SDBackbone.from_pipeline(load_pipeline(name_or_path, dtype=dtype, device=device))
 
 

@@ -65,10 +65,19 @@ def resolve_model(name_or_path: str | os.PathLike) -> tuple[str, bool]:
 
 
 def load_pipeline(name_or_path: str | os.PathLike, dtype=None, device: str | None = None):
-    """Load a ``StableDiffusionPipeline`` (no safety checker) from a folder, hub id, or shipped alias."""
+    """Load a ``StableDiffusionPipeline`` (no safety checker) from a folder, hub id, shipped alias, or
+    ``tiny-random`` (random tiny components, no download)."""
     import torch
     from diffusers import StableDiffusionPipeline
 
+    if str(name_or_path) == "tiny-random":  # untrained tiny SD for smoke runs and tests
+        from dptune.backbone.tiny import tiny_components
+
+        pipe = StableDiffusionPipeline(**tiny_components(), safety_checker=None, feature_extractor=None,
+                                       requires_safety_checker=False)
+        pipe.set_progress_bar_config(disable=True)
+        pipe = pipe.to(dtype=dtype) if dtype not in (None, torch.float32) else pipe
+        return pipe.to(device) if device else pipe
     source, is_local = resolve_model(name_or_path)
     kwargs = dict(
         dtype=dtype or torch.float32,

@@ -45,20 +45,9 @@ def parse_dtype(dtype) -> torch.dtype | None:
 
 
 def load_sd_pipeline(model: str | os.PathLike, device=None, dtype=None):
-    """A ``StableDiffusionPipeline`` from a folder / hub id / 'shapesworld', or the random 'tiny-random'."""
-    from diffusers import StableDiffusionPipeline
-
+    """A ``StableDiffusionPipeline`` from a folder / hub id / 'shapesworld' / 'tiny-random'."""
     from dptune.backbone import load_pipeline
 
-    if str(model) == "tiny-random":  # untrained tiny SD for smoke runs and tests
-        from dptune.backbone.tiny import tiny_components
-
-        pipe = StableDiffusionPipeline(
-            **tiny_components(), safety_checker=None, feature_extractor=None, requires_safety_checker=False
-        )
-        if dtype not in (None, torch.float32):
-            pipe = pipe.to(dtype=dtype)
-        return pipe.to(device) if device else pipe
     return load_pipeline(model, dtype=dtype, device=device)
 
 

@@ -40,18 +40,12 @@ def discriminative_metrics(objective: DPTObjective, batches: list[dict], t: int,
 @torch.no_grad()
 def shapesworld_alignment(backbone, n_per_category: int, steps: int, guidance: float, seed: int = 0) -> dict:
     """Mean judge accuracy (and per category) of images generated from ID validation prompts."""
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
-
     from dptune.evaluation.generative import to_uint8
+    from dptune.evaluation.methods import sd_pipeline
     from dptune.shapesworld import eval_prompts, judge_batch, summarize
 
     prompts = eval_prompts("id", n_per_category, seed=1_000 + seed)
-    pipe = StableDiffusionPipeline(
-        vae=backbone.vae, text_encoder=backbone.text_encoder, tokenizer=backbone.tokenizer, unet=backbone.unet,
-        scheduler=DDIMScheduler.from_config(backbone.scheduler.config), safety_checker=None,
-        feature_extractor=None, requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = sd_pipeline(backbone)  # the evaluation suite's DDIM pipeline over the (LoRA-carrying) modules
     gens = [torch.Generator().manual_seed(seed * 100_000 + i) for i in range(len(prompts))]
     images = pipe([p.text for p in prompts], generator=gens, num_inference_steps=steps, guidance_scale=guidance,
                   output_type="np").images
