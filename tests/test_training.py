@@ -169,3 +169,29 @@ def test_validation_rec_precision_on_planted_boxes(tiny_backbone, monkeypatch):
     assert discriminative_metrics(objective, [batch], t=250)["itm_hn"] == 1.0
     shift["dx"] = 0.5  # boxes moved far off their targets
     assert discriminative_metrics(objective, [batch], t=250)["rec_p1"] == 0.0
+
+
+def test_rec_pass_draws_timesteps_from_its_own_window(tiny_backbone):
+    """``rec_t_max``: ITM passes keep t in [t_min, t_max), the REC pass (rows 5B:6B) uses [t_min, rec_t_max)."""
+    from dptune.adapter import AdapterConfig, DiscriminativeAdapter, DPTProbe
+    from dptune.data import collate_samples
+    from dptune.shapesworld import ShapesWorldDataset
+    from dptune.training.objective import DPTObjective, prepare_inputs
+
+    batch = collate_samples([ShapesWorldDataset("id", size=8, seed=0)[i] for i in range(8)])
+    gen = torch.Generator().manual_seed(0)
+    inputs = prepare_inputs(tiny_backbone, batch, gen, (900, 1000), rec_t_range=(0, 10))
+    assert ((inputs["t"] >= 900) & (inputs["t"] < 1000)).all() and (inputs["t_rec"] < 10).all()
+    adapter = DiscriminativeAdapter(AdapterConfig(in_channels=32, text_dim=32, d_model=32, heads=4, ffn=64,
+                                                  num_queries=6, num_match_queries=2))
+    _, tt, _, _ = DPTObjective(DPTProbe(tiny_backbone, adapter))._passes(inputs)
+    assert torch.equal(tt[:40], inputs["t"].repeat(5)) and torch.equal(tt[40:], inputs["t_rec"])
+    shared = prepare_inputs(tiny_backbone, batch, torch.Generator().manual_seed(0), (900, 1000))
+    assert torch.equal(shared["t_rec"], shared["t"])  # default: one timestep per sample for all six passes
+
+
+def test_rec_window_and_dropout_reach_the_run(tmp_path, tiny_pipeline_dir):
+    with pytest.raises(ValueError, match="rec_t_max"):
+        _cfg(tmp_path, tiny_pipeline_dir, t_min=300, rec_t_max=200)
+    trainer = Trainer(_cfg(tmp_path, tiny_pipeline_dir, steps=1, rec_t_max=300, adapter_dropout=0.0), progress=False)
+    assert trainer.model.probe.adapter.config.dropout == 0.0

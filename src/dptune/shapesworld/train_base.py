@@ -50,7 +50,7 @@ class TrainBaseConfig:
     warmup_steps: int = field(200, help="linear learning-rate warm-up steps of phase B")
     weight_decay: float = field(0.01, help="AdamW weight decay (both phases)")
     max_unet_steps: int = field(100000, help="stop phase B after this many steps")
-    max_minutes: float = field(40.0, help="wall-clock budget of the whole run (all phases, all resumes)")
+    max_minutes: float = field(45.0, help="wall-clock budget of the whole run (all phases, all resumes)")
     empty_caption_prob: float = field(0.1, help="share of empty captions (trains the unconditional branch)")
     min_snr_gamma: float = field(5.0, help="min-SNR loss weighting gamma (0 disables the weighting)")
     ema_decay: float = field(0.999, help="EMA decay of U-Net and text-encoder weights (saved model = EMA)")

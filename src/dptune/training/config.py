@@ -41,6 +41,8 @@ class TrainConfig:
     adapter_ffn: int = field(2048, help="adapter feed-forward width (paper 2048)")
     adapter_heads: int = field(8, help="adapter attention heads (paper 8)")
     adapter_queries: int = field(110, help="adapter queries N, the first 10 for matching (paper 110)")
+    adapter_dropout: float = field(0.1, help="dropout in the adapter transformer (paper/DETR 0.1; on ShapesWorld "
+                                   "0 lets REC boxes leave the image-independent anchor solution)")
     # optimisation (AdamW, paper B.3.1)
     steps: int = field(60_000, help="optimiser steps (paper: 60k stage 1, 6k stage 2)")
     batch_size: int = field(8, help="samples per process per micro-batch")
@@ -53,6 +55,8 @@ class TrainConfig:
     grad_clip: float = field(0.1, help="max gradient norm (paper B.3.1: 0.1; official code 1.0)")
     t_min: int = field(0, help="smallest training timestep (inclusive)")
     t_max: int = field(1000, help="largest training timestep (exclusive); uniform in [t_min, t_max)")
+    rec_t_max: int | None = field(None, help="largest timestep (exclusive) of the REC pass; None = t_max. Boxes "
+                                  "need a visible image: ShapesWorld REC only learns with a low-noise window")
     seed: int = field(0, help="seed: data order, noise, timesteps, dropout (resume-exact)")
     mixed_precision: str = field("no", help="'no', 'fp16' or 'bf16' (frozen SD in half precision, LoRA in fp32)")
     max_minutes: float | None = field(None, help="stop (with a checkpoint) after this much wall time")
@@ -83,6 +87,7 @@ class TrainConfig:
             (self.lr_schedule in ("constant", "cosine"), "lr_schedule must be 'constant' or 'cosine'"),
             (self.mixed_precision in ("no", "fp16", "bf16"), "mixed_precision must be 'no', 'fp16' or 'bf16'"),
             (0 <= self.t_min < self.t_max, "need 0 <= t_min < t_max"),
+            (self.rec_t_max is None or self.t_min < self.rec_t_max <= 1000, "need t_min < rec_t_max <= 1000"),
             (min(self.steps, self.batch_size, self.grad_accum) > 0, "steps, batch_size, grad_accum must be > 0"),
             (self.lr > 0 and self.grad_clip > 0, "lr and grad_clip must be > 0"),
             (self.lora_rank > 0, "lora_rank must be > 0"),

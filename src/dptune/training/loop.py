@@ -134,7 +134,8 @@ class Trainer:
             seed = step_seed(cfg.seed, self.step, micro, rank)
             gen = torch.Generator().manual_seed(seed)
             torch.manual_seed(seed)  # dropout
-            inputs = prepare_inputs(self.backbone, batch, gen, (cfg.t_min, cfg.t_max))
+            rec_range = None if cfg.rec_t_max is None else (cfg.t_min, cfg.rec_t_max)
+            inputs = prepare_inputs(self.backbone, batch, gen, (cfg.t_min, cfg.t_max), rec_range)
             sync = micro == cfg.grad_accum - 1  # DDP all-reduces only on the last micro-batch
             with contextlib.nullcontext() if sync else self.acc.no_sync(self.objective):
                 with self.acc.autocast():

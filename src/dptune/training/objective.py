@@ -31,8 +31,12 @@ TEXT_KEYS = ("caption", "hn_caption", "rand_caption", "ref_expression")
 
 
 @torch.no_grad()
-def prepare_inputs(backbone: SDBackbone, batch: dict, generator: torch.Generator, t_range: tuple[int, int]) -> dict:
+def prepare_inputs(backbone: SDBackbone, batch: dict, generator: torch.Generator, t_range: tuple[int, int],
+                   rec_t_range: tuple[int, int] | None = None) -> dict:
     """Frozen parts of a step (VAE, text encoder, noise, timesteps) -> tensors for :class:`DPTObjective`.
+
+    Timesteps are uniform in ``t_range``; the REC pass draws its own from ``rec_t_range`` when given (a
+    low-noise window: a box can only be regressed where the object is visible), else it shares the ITM one.
 
     ``batch`` is a collated :class:`~dptune.data.DPTSample` batch. Image fields holding 3-channel pixels are
     VAE-encoded; fields that already hold latents (a latent cache, ``unet.in_channels`` channels) are used
@@ -49,12 +53,14 @@ def prepare_inputs(backbone: SDBackbone, batch: dict, generator: torch.Generator
     emb = backbone.encode_text(texts)  # hidden (4B, L, D), pooled (4B, Dp)
     noise = torch.randn(latents[0].shape, generator=generator).to(device)  # shared by all passes
     t = torch.randint(t_range[0], t_range[1], (bsz,), generator=generator).to(device)
+    t_rec = t if rec_t_range is None else torch.randint(*rec_t_range, (bsz,), generator=generator).to(device)
     return {
         "latents": torch.stack(latents).float(),  # (4, B, 4, h, w)
         "text_hidden": emb.hidden.view(4, bsz, *emb.hidden.shape[1:]),  # (4, B, L, D)
         "text_pooled": emb.pooled.view(4, bsz, -1).float(),  # (4, B, Dp)
         "noise": noise.float(),
         "t": t,
+        "t_rec": t_rec,
         "ref_box": batch["ref_box"].to(device).float(),  # (B, 4)
     }
 
@@ -77,7 +83,7 @@ class DPTObjective(nn.Module):
         text = torch.cat([hid[j] for _, j in pairs])  # (6B, L, D)
         bb = self.probe.backbone
         noise = inputs["noise"].repeat(len(pairs), 1, 1, 1)
-        tt = t.repeat(len(pairs))
+        tt = torch.cat([t.repeat(len(pairs) - 1), inputs.get("t_rec", t)])  # (6B,): the REC pass may have its own
         z_t = bb.add_noise(z0, noise, tt).to(bb.dtype)
         return z_t, tt, text.to(bb.dtype), z0
 

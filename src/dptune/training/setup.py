@@ -26,7 +26,7 @@ def build_adapter(cfg: TrainConfig, backbone: SDBackbone) -> DiscriminativeAdapt
         return load_adapter(cfg.adapter_init, expect_in_channels=in_channels, expect_text_dim=backbone.text_dim)
     return DiscriminativeAdapter(AdapterConfig(
         in_channels=in_channels, text_dim=backbone.text_dim, d_model=cfg.adapter_d_model, ffn=cfg.adapter_ffn,
-        heads=cfg.adapter_heads, num_queries=cfg.adapter_queries,
+        heads=cfg.adapter_heads, num_queries=cfg.adapter_queries, dropout=cfg.adapter_dropout,
     ))
 
 
