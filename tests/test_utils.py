@@ -51,3 +51,15 @@ def test_paper_configs_are_valid(path):
     cfg = from_dict(TrainConfig, load_config_file(path))
     assert cfg.data == "coco" and cfg.blocks == ["mid"] and cfg.lr == 1e-4 and cfg.grad_clip == 0.1
     assert cfg.stage == ("probe" if "stage1" in path.name else "tune")
+
+
+def test_shapesworld_probe_config_matches_the_demo(tmp_path):
+    """configs/shapesworld_probe.yaml reproduces the demo's stage 1: the two must not drift apart."""
+    from dptune.demo.run import DemoConfig, _train_configs
+
+    cfg = from_dict(TrainConfig, load_config_file(CONFIGS / "shapesworld_probe.yaml"))
+    demo, _ = _train_configs(DemoConfig(), tmp_path)
+    keys = ("stage", "model", "data", "data_size", "blocks", "adapter_d_model", "adapter_ffn", "adapter_heads",
+            "adapter_queries", "adapter_dropout", "steps", "batch_size", "lr", "grad_clip", "rec_t_max",
+            "rec_weight", "itm_weight", "t_min", "t_max", "seed")
+    assert {k: getattr(cfg, k) for k in keys} == {k: getattr(demo, k) for k in keys}
