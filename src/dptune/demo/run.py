@@ -18,7 +18,7 @@ from pathlib import Path
 from dptune.utils.config import field
 
 # ShapesWorld-sized settings. The paper's values (60k/6k steps, d=256) are for real SD on GPUs
-# (configs/paper_*.yaml); the tiny model's mid block is 64 x 2 x 2, so a smaller adapter suffices here.
+# (configs/paper_*.yaml); the demo probes the tiny model's up1 (64 x 4 x 4), so a smaller adapter suffices.
 PRESETS = {
     "full": dict(probe_steps=1600, tune_steps=200, prompts_per_category=16, images_per_prompt=2, disc_items=200,
                  gen_val_prompts=4, validate_every=100),
@@ -81,7 +81,7 @@ def _train_configs(cfg: DemoConfig, out: Path):
     common = dict(model=cfg.model, batch_size=cfg.batch_size, seed=cfg.seed, adapter_d_model=cfg.adapter_d_model,
                   adapter_ffn=cfg.adapter_ffn, adapter_heads=4, adapter_queries=cfg.adapter_queries, grad_clip=1.0,
                   validate_every=cfg.validate_every, val_size=64, log_every=5, checkpoint_every=100_000,
-                  data_size=20_000, blocks=[b.strip() for b in cfg.blocks.split(",")],
+                  data_size=20_000, blocks=cfg.blocks,  # TrainConfig splits "a,b"
                   adapter_dropout=cfg.adapter_dropout, rec_t_max=cfg.rec_t_max)
     probe = TrainConfig(stage="probe", out_dir=str(out / "probe"), steps=cfg.probe_steps, lr=cfg.probe_lr,
                         rec_weight=cfg.probe_rec_weight, **common)

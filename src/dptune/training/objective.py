@@ -83,7 +83,7 @@ class DPTObjective(nn.Module):
         text = torch.cat([hid[j] for _, j in pairs])  # (6B, L, D)
         bb = self.probe.backbone
         noise = inputs["noise"].repeat(len(pairs), 1, 1, 1)
-        tt = torch.cat([t.repeat(len(pairs) - 1), inputs.get("t_rec", t)])  # (6B,): the REC pass may have its own
+        tt = torch.cat([t.repeat(len(pairs) - 1), inputs["t_rec"]])  # (6B,): the REC pass may have its own
         z_t = bb.add_noise(z0, noise, tt).to(bb.dtype)
         return z_t, tt, text.to(bb.dtype), z0
 
