@@ -46,3 +46,18 @@ def test_demo_numbers_come_from_the_judged_images(demo_run):
     seeds = [[r["seed"] for r in m["generative"]["shapesworld-id"]["images"]] for m in saved["methods"][1:]]
     assert seeds[0] == seeds[1] == seeds[2]
     assert saved["demo"]["total_s"] > 0
+
+
+def test_demo_reports_what_the_text_encoder_can_see(demo_run):
+    from dptune.backbone import load_backbone
+    from dptune.evaluation.text_check import edit_separability, shapesworld_edit_pairs
+
+    out, results = demo_run
+    check = json.loads((out / "results.json").read_text())["demo"]["text_check"]
+    again = edit_separability(load_backbone("shapesworld"), shapesworld_edit_pairs(64))
+    for edit, r in again.items():
+        assert check["base"][edit]["pooled_cos"] == pytest.approx(r["pooled_cos"], abs=1e-6)
+    # the demo's stage 2 tunes only the U-Net: the text encoder, and so this table, stay as they were
+    assert check["dpt"] == check["base"]
+    md = (out / "report.md").read_text()
+    assert "can the text encoder see the edit?" in md and "'flip' edit almost identically" in md

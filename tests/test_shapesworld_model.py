@@ -45,3 +45,17 @@ def test_shipped_pipeline_generates_judgeable_images(monkeypatch):
     assert images.shape == (len(prompts), 32, 32, 3)
     verdicts = judge_batch((images * 255).round().astype(np.uint8), prompts)
     assert np.mean([v.correct for v in verdicts]) >= 0.6  # measured 0.98 on 50 prompts; loose bound
+
+
+def test_text_check_cli_finds_the_shipped_encoder_blind_to_relation_flips(tmp_path, capsys):
+    """The documented root cause of flat relation scores: 'left'/'right' (and 'above'/'below') embed alike."""
+    import json
+
+    from dptune.cli.main import main
+
+    out = tmp_path / "text.json"
+    assert main(["shapesworld", "text-check", "--n", "16", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["flip"]["near_identical"] == 1.0 and r["flip"]["hidden_rel_diff"] < 0.05
+    assert all(r[e]["hidden_rel_diff"] > 0.3 for e in ("colour", "shape", "count", "swap"))
+    assert "flip | 16 |" in capsys.readouterr().out

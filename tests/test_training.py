@@ -93,6 +93,36 @@ def test_stage2_lora_loads_into_plain_pipeline(tmp_path, tiny_pipeline_dir):
     assert before.shape == after.shape and abs(after - before).max() > 1e-4
 
 
+def test_text_encoder_lora_trains_saves_and_loads(tmp_path, tiny_pipeline_dir):
+    from diffusers import StableDiffusionPipeline
+
+    from dptune.backbone import SDBackbone
+    from dptune.sampling import load_lora_into
+
+    cfg = _cfg(tmp_path, tiny_pipeline_dir, stage="tune", steps=3, lr=5e-2, mse_weight=1.0, lora_text_encoder=True)
+    train(cfg, progress=False)
+    saved = load_tensors(tmp_path / "run" / "checkpoints" / "step-0000003" / "trainable.safetensors")
+    te = [k for k in saved if k.startswith("text_encoder.") and "lora_B" in k]
+    assert te and any(saved[k].abs().max() > 0 for k in te)  # B starts at 0: non-zero means it trained
+    exported = load_tensors(tmp_path / "run" / "final" / "lora" / "pytorch_lora_weights.safetensors")
+    assert any(k.startswith("text_encoder.") for k in exported) and any(k.startswith("unet.") for k in exported)
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_pipeline_dir, safety_checker=None, feature_extractor=None,
+                                                   requires_safety_checker=False)
+    before = SDBackbone.from_pipeline(pipe).encode_text(["a red circle"]).pooled
+    load_lora_into(pipe, tmp_path / "run" / "final" / "lora")
+    after = SDBackbone.from_pipeline(pipe).encode_text(["a red circle"]).pooled
+    assert (after - before).abs().max() > 1e-4  # the plain pipeline now carries the text-encoder LoRA
+    assert any("lora_" in n for n, _ in pipe.unet.named_parameters())
+    loaded = sorted(round(p.norm().item(), 5) for n, p in pipe.text_encoder.named_parameters() if "lora_B" in n)
+    assert loaded == sorted(round(v.norm().item(), 5) for k, v in exported.items()
+                            if k.startswith("text_encoder.") and ".up." in k)  # the trained values, all of them
+    resumed = train(_cfg(tmp_path, tiny_pipeline_dir, stage="tune", steps=4, lr=5e-2, mse_weight=1.0,
+                         lora_text_encoder=True), progress=False)
+    assert resumed.step == 4
+    with pytest.raises(ArtefactError, match="lora_text_encoder"):
+        train(_cfg(tmp_path, tiny_pipeline_dir, stage="tune", steps=5, lr=5e-2, mse_weight=1.0), progress=False)
+
+
 def test_cross_attention_only_lora_targets(tmp_path, tiny_pipeline_dir):
     from dptune.backbone import load_backbone
     from dptune.training.lora import add_lora
@@ -126,6 +156,8 @@ def test_nan_loss_stops_with_clear_message(tmp_path, tiny_pipeline_dir, monkeypa
 
 
 def test_config_validation():
+    with pytest.raises(ValueError, match="lora_text_encoder needs stage 'tune'"):
+        TrainConfig(lora_text_encoder=True)
     with pytest.raises(ValueError, match="stage must be one of"):
         TrainConfig(stage="pretrain")
     with pytest.raises(ValueError, match="mse_weight needs stage 'tune'"):
@@ -195,3 +227,18 @@ def test_rec_window_and_dropout_reach_the_run(tmp_path, tiny_pipeline_dir):
         _cfg(tmp_path, tiny_pipeline_dir, t_min=300, rec_t_max=200)
     trainer = Trainer(_cfg(tmp_path, tiny_pipeline_dir, steps=1, rec_t_max=300, adapter_dropout=0.0), progress=False)
     assert trainer.model.probe.adapter.config.dropout == 0.0
+
+
+def test_text_encoder_lora_gets_its_own_learning_rate():
+    from torch import nn
+
+    from dptune.training.setup import param_groups
+
+    model = nn.Module()
+    model.text_encoder, model.adapter = nn.Linear(3, 3), nn.Linear(3, 3)
+    same = param_groups(model, 0.01)
+    assert all("lr" not in g for g in same) and sum(len(g["params"]) for g in same) == 4
+    groups = param_groups(model, 0.01, text_encoder_lr=1e-3)
+    own = [g for g in groups if "lr" in g]
+    assert {id(p) for g in own for p in g["params"]} == {id(p) for p in model.text_encoder.parameters()}
+    assert all(g["lr"] == 1e-3 for g in own) and {g["weight_decay"] for g in own} == {0.0, 0.01}

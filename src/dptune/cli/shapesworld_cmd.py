@@ -23,6 +23,12 @@ def register(sub, name: str) -> argparse.ArgumentParser:
     sc.add_argument("--guidance", type=float, default=4.0, help="guidance scale (shipped default 4)")
     sc.add_argument("--seed", type=int, default=0, help="base seed")
     sc.add_argument("--out", default="runs/shapesworld-score", help="output folder (results.json, report)")
+    tc = inner.add_parser("text-check", help="how far the text encoder puts a caption from its hard-negative "
+                          "edit, per edit kind (an edit it cannot see, DPT cannot fix)")
+    tc.add_argument("--model", default="shapesworld", help="diffusers folder or 'shapesworld'")
+    tc.add_argument("--lora", default=None, help="optional stage-2 LoRA folder (e.g. with a text-encoder LoRA)")
+    tc.add_argument("--n", type=int, default=64, help="caption pairs per edit kind")
+    tc.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     rd = inner.add_parser("render", help="write sample renders + captions of a split (to look at the world)")
     rd.add_argument("--split", default="train", choices=["train", "id", "ood"])
     rd.add_argument("--n", type=int, default=16)
@@ -31,7 +37,8 @@ def register(sub, name: str) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"train-base": _train_base, "score": _score, "render": _render}[args.sw_command](args)
+    return {"train-base": _train_base, "score": _score, "text-check": _text_check,
+            "render": _render}[args.sw_command](args)
 
 
 def _train_base(args) -> int:
@@ -55,6 +62,22 @@ def _score(args) -> int:
         cells = [f"{block[c]['mean']:.3f}" for c in ("colour", "count", "binding", "relation", "overall")]
         print(" | ".join([set_name, *cells]))
     print(f"report: {args.out}/report.html")
+    return 0
+
+
+def _text_check(args) -> int:
+    from dptune.evaluation.methods import MethodSpec, load_backbone_for
+    from dptune.evaluation.text_check import edit_separability, format_table, shapesworld_edit_pairs
+
+    if args.n < 1:
+        raise ValueError("--n must be >= 1")
+    backbone = load_backbone_for(MethodSpec(name="check", model=args.model, lora=args.lora))
+    results = edit_separability(backbone, shapesworld_edit_pairs(args.n))
+    print(format_table(results))
+    if args.json:
+        from dptune.utils.io import save_json
+
+        save_json(args.json, results)
     return 0
 
 

@@ -56,6 +56,31 @@ def summary_lines(results: dict, means: dict) -> list[str]:
     return lines
 
 
+def text_check_lines(results: dict) -> tuple[list[str], list[str]]:
+    """Markdown table of the text-encoder check (pooled cos / hidden diff per edit, base vs DPT) + findings."""
+    check = results.get("demo", {}).get("text_check") or {}
+    base, dpt = check.get("base"), check.get("dpt")
+    if not base:
+        return [], []
+    table = ["| edit | base: pooled cos | base: token-state diff | DPT: pooled cos | DPT: token-state diff |",
+             "|---|---|---|---|---|"]
+    for edit, r in base.items():
+        d = (dpt or {}).get(edit, {})
+        table.append(f"| {edit} | {r['pooled_cos']:.4f} | {r['hidden_rel_diff']:.3f} | "
+                     f"{d.get('pooled_cos', float('nan')):.4f} | {d.get('hidden_rel_diff', float('nan')):.3f} |")
+    from dptune.evaluation.text_check import NEAR_IDENTICAL_COS
+
+    blind = [e for e, r in base.items() if r["near_identical"] >= 0.9]
+    others = [r["hidden_rel_diff"] for e, r in base.items() if e not in blind]
+    versus = f", vs {min(others):.3f} or more for the other edits" if others else ""
+    findings = [f"The base text encoder embeds a caption and its '{e}' edit almost identically in "
+                f"{100 * base[e]['near_identical']:.0f}% of pairs (pooled cos > {NEAR_IDENTICAL_COS}; token "
+                f"states differ by {base[e]['hidden_rel_diff']:.3f} relative{versus}). The U-Net and the "
+                "matching score see the same text for both captions, so no part of DPT that leaves the text "
+                "encoder frozen can prefer one over the other." for e in blind]
+    return table, findings
+
+
 def training_curves(out: Path) -> Path | None:
     """Loss and validation curves of both stages (matplotlib, Agg)."""
     import matplotlib
@@ -113,6 +138,17 @@ def write_demo_report(results: dict, out: Path) -> dict:
          + "<ul>" + "".join(f"<li>{html.escape(t).replace('**', '')}</li>" for t in text) + "</ul>"
          + f"<p>Wall time: {demo.get('total_s', 0):.0f} s ({html.escape(timing)}).</p>")
     intro = [("\n".join(md), h)]
+    table, findings = text_check_lines(results)
+    if table:
+        what = ("How far apart the text encoder puts a caption and its minimally edited hard negative, per kind "
+                "of edit (64 pairs each; cosine of the pooled embedding CLIP(y) the matching score uses, and "
+                "the relative difference of the token states the U-Net reads).")
+        md_check = ["## can the text encoder see the edit?", "", what, "", *table, "",
+                    *[f"- {f}" for f in findings], ""]
+        h_check = ("<h2>can the text encoder see the edit?</h2><p>" + html.escape(what) + "</p><pre>"
+                   + html.escape("\n".join(table)) + "</pre><ul>"
+                   + "".join(f"<li>{html.escape(f)}</li>" for f in findings) + "</ul>")
+        intro.append(("\n".join(md_check), h_check))
     curves = training_curves(out)
     if curves:
         b64 = base64.b64encode(curves.read_bytes()).decode("ascii")

@@ -57,6 +57,9 @@ class DemoConfig:
     probe_rec_weight: float = field(3.0, help="stage-1 scale of the grounding loss (REC learns slower than ITM)")
     lora_rank: int = field(4, help="LoRA rank (paper 4)")
     mse_weight: float = field(1.0, help="stage-2 denoising MSE anchor")
+    lora_text_encoder: bool = field(False, help="stage 2 also tunes the text encoder with LoRA (extension: the "
+                                    "shipped text encoder embeds 'left'/'right' and 'above'/'below' alike)")
+    text_encoder_lr: float | None = field(None, help="learning rate of the text-encoder LoRA (default: tune_lr)")
     eta: float = field(0.5, help="self-correction strength of DPT + SC (paper 0.5)")
     probe_steps: int | None = field(None, help="stage-1 steps (default from the preset)")
     tune_steps: int | None = field(None, help="stage-2 steps (default from the preset)")
@@ -87,7 +90,8 @@ def _train_configs(cfg: DemoConfig, out: Path):
                         rec_weight=cfg.probe_rec_weight, **common)
     tune = TrainConfig(stage="tune", out_dir=str(out / "tune"), steps=cfg.tune_steps, lr=cfg.tune_lr,
                        adapter_init=str(out / "probe" / "final" / "adapter"), lora_rank=cfg.lora_rank,
-                       mse_weight=cfg.mse_weight, gen_val_prompts=cfg.gen_val_prompts, gen_val_steps=20, **common)
+                       mse_weight=cfg.mse_weight, gen_val_prompts=cfg.gen_val_prompts, gen_val_steps=20,
+                       lora_text_encoder=cfg.lora_text_encoder, text_encoder_lr=cfg.text_encoder_lr, **common)
     return probe, tune
 
 
@@ -129,13 +133,24 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
                             write_report=False)
     disc = evaluate_methods([stage1], _eval_config(cfg, out / "eval_probe", prompts=["none"]), progress=progress,
                             write_report=False)
+    text_check = _text_check(cfg.model, str(best / "lora"))
     timings["evaluation"] = time.perf_counter() - t0 - sum(timings.values())
     results = {**main, "methods": disc["methods"] + main["methods"], "demo": {
         "config": vars(cfg), "timings_s": {k: round(v, 1) for k, v in timings.items()},
-        "total_s": round(time.perf_counter() - t0, 1)}}
+        "total_s": round(time.perf_counter() - t0, 1), "text_check": text_check}}
     save_json(out / "results.json", results)
     write_demo_report(results, out)
     return results
+
+
+def _text_check(model: str, lora: str) -> dict:
+    """How far the base and the tuned text encoder put a caption from each kind of hard-negative edit."""
+    from dptune.evaluation.methods import MethodSpec, load_backbone_for
+    from dptune.evaluation.text_check import edit_separability, shapesworld_edit_pairs
+
+    pairs = shapesworld_edit_pairs(64)
+    return {name: edit_separability(load_backbone_for(MethodSpec(name=name, model=model, lora=lo)), pairs)
+            for name, lo in (("base", None), ("dpt", lora))}
 
 
 def _run_ablations(cfg: DemoConfig, tune_cfg, out: Path, progress: bool) -> list:

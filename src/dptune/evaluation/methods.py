@@ -158,16 +158,9 @@ def load_backbone_for(spec: MethodSpec, device: str = "cpu"):
 
     bb = load_backbone(spec.model, device=device)
     if spec.lora:
-        pipe = sd_pipeline(bb)
-        lora = Path(spec.lora)
-        if not lora.is_dir():
-            raise FileNotFoundError(
-                f"LoRA folder {lora} does not exist; pass the lora/ folder of a `dptune tune` "
-                "run (it holds pytorch_lora_weights.safetensors)"
-            )
-        from dptune.training.lora import LORA_WEIGHTS
+        from dptune.sampling.pipeline import load_lora_into
 
-        pipe.load_lora_weights(str(lora), weight_name=LORA_WEIGHTS)
+        load_lora_into(sd_pipeline(bb), spec.lora)
     return bb.freeze()
 
 

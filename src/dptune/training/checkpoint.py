@@ -70,8 +70,10 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
 def check_resume_config(saved: dict, current: dict) -> None:
     """Refuse to resume into a run whose model/data/architecture differ (results would be meaningless)."""
     keys = ("stage", "model", "data", "blocks", "fuse", "adapter_d_model", "adapter_ffn", "adapter_heads",
-            "adapter_queries", "lora_rank", "lora_targets", "train_adapter", "seed", "batch_size", "grad_accum")
-    diff = {k: (saved.get(k), current.get(k)) for k in keys if saved.get(k) != current.get(k)}
+            "adapter_queries", "lora_rank", "lora_targets", "lora_text_encoder", "train_adapter", "seed",
+            "batch_size", "grad_accum")
+    # a key the checkpoint lacks was added later with its default: older checkpoints still resume
+    diff = {k: (saved.get(k), current.get(k)) for k in keys if saved.get(k, current.get(k)) != current.get(k)}
     if diff:
         detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
         raise ArtefactError(f"cannot resume: the checkpoint was made with different settings ({detail}); "

@@ -69,6 +69,9 @@ class TrainConfig:
     lora_rank: int = field(4, help="LoRA rank (paper 4)")
     lora_targets: str = field("cross", help="'cross' = cross-attention only (paper), 'all' = all attention (official)")
     train_adapter: bool = field(True, help="stage 2 also trains the adapter ('DA + LoRA', paper Table 11)")
+    lora_text_encoder: bool = field(False, help="stage 2 also puts LoRA on the text encoder (extension, not in "
+                                    "the paper: for text encoders that embed hard-negative captions alike)")
+    text_encoder_lr: float | None = field(None, help="learning rate of the text-encoder LoRA (None = lr)")
     # validation / checkpoints / logging
     validate_every: int = field(500, help="steps between validations (ITM acc, REC P@1; stage 2: generation)")
     val_t: int = field(250, help="fixed timestep of ITM/REC validation (paper Table 10: t=250 best)")
@@ -97,6 +100,8 @@ class TrainConfig:
             (bool(self.blocks), "blocks must name at least one U-Net block"),
             (self.checkpoint_every > 0 and self.validate_every > 0 and self.log_every > 0, "intervals must be > 0"),
             (self.stage == "tune" or (self.mse_weight == 0), "mse_weight needs stage 'tune' (stage 1 freezes SD)"),
+            (self.stage == "tune" or not self.lora_text_encoder, "lora_text_encoder needs stage 'tune'"),
+            (self.text_encoder_lr is None or self.text_encoder_lr > 0, "text_encoder_lr must be > 0"),
         ]
         for ok, message in checks:
             if not ok:

@@ -59,7 +59,7 @@ class Trainer:
         # self.model: the plain objective (names in checkpoints never carry DDP's "module." prefix);
         # self.objective: what accelerate.prepare returns (DDP-wrapped in multi-process runs)
         self.model = self.objective = build_objective(cfg, self.backbone)
-        self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr,
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay, cfg.text_encoder_lr), lr=cfg.lr,
                                            betas=tuple(cfg.betas))
         from diffusers.optimization import get_scheduler
 
@@ -84,7 +84,7 @@ class Trainer:
 
         save_adapter(self.model.probe.adapter, directory / "adapter")
         if self.cfg.stage == "tune":
-            save_lora(self.backbone.unet, directory / "lora")
+            save_lora(self.backbone.unet, directory / "lora", self.backbone.text_encoder)
 
     def save(self, name: str | None = None) -> Path | None:
         if not self.acc.is_main_process:
@@ -135,7 +135,8 @@ class Trainer:
             gen = torch.Generator().manual_seed(seed)
             torch.manual_seed(seed)  # dropout
             rec_range = None if cfg.rec_t_max is None else (cfg.t_min, cfg.rec_t_max)
-            inputs = prepare_inputs(self.backbone, batch, gen, (cfg.t_min, cfg.t_max), rec_range)
+            inputs = prepare_inputs(self.backbone, batch, gen, (cfg.t_min, cfg.t_max), rec_range,
+                                    encode_text=self.model.text_encoder is None)
             sync = micro == cfg.grad_accum - 1  # DDP all-reduces only on the last micro-batch
             with contextlib.nullcontext() if sync else self.acc.no_sync(self.objective):
                 with self.acc.autocast():

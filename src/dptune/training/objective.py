@@ -32,11 +32,13 @@ TEXT_KEYS = ("caption", "hn_caption", "rand_caption", "ref_expression")
 
 @torch.no_grad()
 def prepare_inputs(backbone: SDBackbone, batch: dict, generator: torch.Generator, t_range: tuple[int, int],
-                   rec_t_range: tuple[int, int] | None = None) -> dict:
+                   rec_t_range: tuple[int, int] | None = None, encode_text: bool = True) -> dict:
     """Frozen parts of a step (VAE, text encoder, noise, timesteps) -> tensors for :class:`DPTObjective`.
 
     Timesteps are uniform in ``t_range``; the REC pass draws its own from ``rec_t_range`` when given (a
     low-noise window: a box can only be regressed where the object is visible), else it shares the ITM one.
+    With ``encode_text=False`` (a text encoder that trains) only the prompts are passed on and
+    :class:`DPTObjective` encodes them inside the graph.
 
     ``batch`` is a collated :class:`~dptune.data.DPTSample` batch. Image fields holding 3-channel pixels are
     VAE-encoded; fields that already hold latents (a latent cache, ``unet.in_channels`` channels) are used
@@ -50,28 +52,39 @@ def prepare_inputs(backbone: SDBackbone, batch: dict, generator: torch.Generator
         is_latent = x.shape[1] == backbone.unet.config.in_channels and x.shape[1] != 3
         latents.append(x.to(device) if is_latent else backbone.encode_images(x))
     texts = [p for key in TEXT_KEYS for p in batch[key]]  # 4B prompts
-    emb = backbone.encode_text(texts)  # hidden (4B, L, D), pooled (4B, Dp)
     noise = torch.randn(latents[0].shape, generator=generator).to(device)  # shared by all passes
     t = torch.randint(t_range[0], t_range[1], (bsz,), generator=generator).to(device)
     t_rec = t if rec_t_range is None else torch.randint(*rec_t_range, (bsz,), generator=generator).to(device)
-    return {
+    inputs = {
         "latents": torch.stack(latents).float(),  # (4, B, 4, h, w)
-        "text_hidden": emb.hidden.view(4, bsz, *emb.hidden.shape[1:]),  # (4, B, L, D)
-        "text_pooled": emb.pooled.view(4, bsz, -1).float(),  # (4, B, Dp)
+        "texts": texts,
         "noise": noise.float(),
         "t": t,
         "t_rec": t_rec,
         "ref_box": batch["ref_box"].to(device).float(),  # (B, 4)
     }
+    return with_text(backbone, inputs) if encode_text else inputs
+
+
+def with_text(backbone: SDBackbone, inputs: dict) -> dict:
+    """``inputs`` plus the text embeddings of its 4B prompts (a no-op when they are there already)."""
+    if "text_hidden" in inputs:
+        return inputs
+    bsz = len(inputs["texts"]) // len(TEXT_KEYS)
+    emb = backbone.encode_text(inputs["texts"])  # hidden (4B, L, D), pooled (4B, Dp)
+    return {**inputs, "text_hidden": emb.hidden.view(4, bsz, *emb.hidden.shape[1:]),  # (4, B, L, D)
+            "text_pooled": emb.pooled.view(4, bsz, -1).float()}  # (4, B, Dp)
 
 
 class DPTObjective(nn.Module):
     """ITM + REC (+ MSE) losses of one batch. ``forward(inputs) -> (total, {name: detached scalar})``."""
 
     def __init__(self, probe: DPTProbe, weights: LossWeights | None = None, itm_weight: float = 1.0,
-                 rec_weight: float = 1.0, mse_weight: float = 0.0):
+                 rec_weight: float = 1.0, mse_weight: float = 0.0, train_text_encoder: bool = False):
         super().__init__()
         self.probe = probe
+        # a training text encoder is a submodule (optimiser, checkpoints, DDP see its LoRA); a frozen one is not
+        self.text_encoder = probe.backbone.text_encoder if train_text_encoder else None
         self.weights = weights or LossWeights()
         self.itm_weight, self.rec_weight, self.mse_weight = itm_weight, rec_weight, mse_weight
 
@@ -89,6 +102,7 @@ class DPTObjective(nn.Module):
 
     def outputs(self, inputs: dict):
         """Adapter output of all 6B passes, the (B, 3) I->T and T->I score tables, and the MSE (or None)."""
+        inputs = with_text(self.probe.backbone, inputs)
         z_t, tt, text, z0 = self._passes(inputs)
         bsz = inputs["t"].shape[0]
         mse = None
@@ -107,6 +121,7 @@ class DPTObjective(nn.Module):
         return out, i2t, t2i, mse
 
     def forward(self, inputs: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        inputs = with_text(self.probe.backbone, inputs)  # encoded here, in the graph, if the text encoder trains
         out, i2t, t2i, mse = self.outputs(inputs)
         bsz = i2t.shape[0]
         total, terms = dpt_losses(

@@ -8,7 +8,7 @@ from dptune.adapter import AdapterConfig, DiscriminativeAdapter, DPTProbe, load_
 from dptune.backbone import SDBackbone, load_backbone
 from dptune.losses import LossWeights
 from dptune.training.config import TrainConfig
-from dptune.training.lora import add_lora
+from dptune.training.lora import add_lora, add_text_encoder_lora
 from dptune.training.objective import DPTObjective
 
 HALF = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -36,20 +36,33 @@ def build_objective(cfg: TrainConfig, backbone: SDBackbone) -> DPTObjective:
     adapter = build_adapter(cfg, backbone).to(backbone.device)
     if cfg.stage == "tune":
         add_lora(backbone.unet, cfg.lora_rank, cfg.lora_targets)
+        if cfg.lora_text_encoder:
+            add_text_encoder_lora(backbone.text_encoder, cfg.lora_rank)
         adapter.requires_grad_(cfg.train_adapter)
     probe = DPTProbe(backbone, adapter, cfg.blocks, cfg.fuse)
     weights = LossWeights(**cfg.loss_weights)
-    return DPTObjective(probe, weights, cfg.itm_weight, cfg.rec_weight, cfg.mse_weight)
+    return DPTObjective(probe, weights, cfg.itm_weight, cfg.rec_weight, cfg.mse_weight,
+                        train_text_encoder=cfg.stage == "tune" and cfg.lora_text_encoder)
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: no weight decay on the temperature, biases, norms and 1-d parameters."""
-    decay, no_decay = [], []
+def param_groups(model: torch.nn.Module, weight_decay: float, text_encoder_lr: float | None = None) -> list[dict]:
+    """AdamW groups: no weight decay on the temperature, biases, norms and 1-d parameters; the text-encoder
+    LoRA (``text_encoder.*``) in groups of its own when it has its own learning rate."""
+    groups: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim <= 1 or name.endswith("logit_scale") else decay).append(p)
-    if not decay and not no_decay:
+        own_lr = text_encoder_lr is not None and name.startswith("text_encoder.")
+        decays = not (p.ndim <= 1 or name.endswith("logit_scale"))
+        groups.setdefault((own_lr, decays), []).append(p)
+    if not groups:
         raise ValueError("nothing to train: every parameter is frozen (stage 2 with train_adapter=False "
                          "needs LoRA; check lora settings)")
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    out = []
+    # decaying group first: the order earlier checkpoints' optimizer states were saved in
+    for (own_lr, decays), params in sorted(groups.items(), key=lambda kv: (kv[0][0], not kv[0][1])):
+        group = {"params": params, "weight_decay": weight_decay if decays else 0.0}
+        if own_lr:
+            group["lr"] = text_encoder_lr
+        out.append(group)
+    return out
