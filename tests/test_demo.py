@@ -61,3 +61,22 @@ def test_demo_reports_what_the_text_encoder_can_see(demo_run):
     assert check["dpt"] == check["base"]
     md = (out / "report.md").read_text()
     assert "can the text encoder see the edit?" in md and "'flip' edit almost identically" in md
+
+
+def test_relation_breakdown_agrees_with_the_verdicts(demo_run):
+    from dptune.demo.report import relation_breakdown
+    from dptune.shapesworld.grammar import parse_prompt
+
+    out, _ = demo_run
+    saved = json.loads((out / "results.json").read_text())
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in relation_breakdown(saved)[2:]]
+    assert len(rows) == 6  # 3 methods x (ID, OOD)
+    by_method = {m["name"]: m for m in saved["methods"]}
+    for name, split, images, missing, both, holds, opposite in rows:
+        set_name = {"ID": "shapesworld-id", "OOD": "shapesworld-ood"}[split]
+        recs = [r for r in by_method[name]["generative"][set_name]["images"]
+                if parse_prompt(r["prompt"]).category == "relation"]
+        assert int(images) == len(recs) == int(missing) + int(both)
+        assert int(holds) == sum(r["metrics"]["judge"]["score"] for r in recs)
+        assert int(holds) <= int(both) and int(opposite) <= int(both)
+    assert "## relation failures" in (out / "report.md").read_text()

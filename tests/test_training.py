@@ -242,3 +242,13 @@ def test_text_encoder_lora_gets_its_own_learning_rate():
     own = [g for g in groups if "lr" in g]
     assert {id(p) for g in own for p in g["params"]} == {id(p) for p in model.text_encoder.parameters()}
     assert all(g["lr"] == 1e-3 for g in own) and {g["weight_decay"] for g in own} == {0.0, 0.01}
+
+
+def test_denoising_contrast_term_trains(tmp_path, tiny_pipeline_dir):
+    cfg = _cfg(tmp_path, tiny_pipeline_dir, stage="tune", steps=2, contrast_weight=1.0, lora_text_encoder=True)
+    train(cfg, progress=False)
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    train_lines = [x for x in lines if x["kind"] == "train"]
+    assert all(0 < x["contrast"] < 10 and "mse" in x for x in train_lines)  # mse is logged (weight 0 here)
+    with pytest.raises(ValueError, match="contrast_weight needs stage 'tune'"):
+        TrainConfig(contrast_weight=1.0)

@@ -81,6 +81,38 @@ def text_check_lines(results: dict) -> tuple[list[str], list[str]]:
     return table, findings
 
 
+def relation_breakdown(results: dict) -> list[str]:
+    """Markdown table: why relation images fail, per method and split -- an object is missing, or both are
+    there and the stated relation / its opposite / neither holds (from the judge's detected objects)."""
+    from dataclasses import replace
+
+    from dptune.shapesworld.grammar import OPPOSITE, Obj, parse_prompt
+    from dptune.shapesworld.truth import prompt_holds
+
+    lines = ["| method | split | images | an object missing | both found | relation holds | opposite holds |",
+             "|---|---|---|---|---|---|---|"]
+    for m in results["methods"]:
+        for set_name, split in SPLITS.items():
+            records = [r for r in ((m.get("generative") or {}).get(set_name) or {}).get("images", [])
+                       if parse_prompt(r["prompt"]).category == "relation"]
+            if not records:
+                continue
+            counts = dict.fromkeys(("missing", "both", "holds", "opposite"), 0)
+            for r in records:
+                spec = parse_prompt(r["prompt"]).spec
+                objs = [Obj(c, s, tuple(box)) for c, s, box in r["metrics"]["judge"]["found"]]
+                ok, reason = prompt_holds(spec, objs)
+                if reason.startswith("missing"):
+                    counts["missing"] += 1
+                    continue
+                counts["both"] += 1
+                counts["holds"] += ok
+                counts["opposite"] += prompt_holds(replace(spec, relation=OPPOSITE[spec.relation]), objs)[0]
+            lines.append(f"| {m['name']} | {split} | {len(records)} | {counts['missing']} | {counts['both']} | "
+                         f"{counts['holds']} | {counts['opposite']} |")
+    return lines if len(lines) > 2 else []
+
+
 def training_curves(out: Path) -> Path | None:
     """Loss and validation curves of both stages (matplotlib, Agg)."""
     import matplotlib
@@ -149,6 +181,13 @@ def write_demo_report(results: dict, out: Path) -> dict:
                    + html.escape("\n".join(table)) + "</pre><ul>"
                    + "".join(f"<li>{html.escape(f)}</li>" for f in findings) + "</ul>")
         intro.append(("\n".join(md_check), h_check))
+    breakdown = relation_breakdown(results)
+    if breakdown:
+        what = ("Why relation images fail (counts of images, from the objects the judge detected): an object "
+                "is missing, or both are there and the stated relation, its opposite, or neither holds.")
+        intro.append(("\n".join(["## relation failures", "", what, "", *breakdown, ""]),
+                      "<h2>relation failures</h2><p>" + html.escape(what) + "</p><pre>"
+                      + html.escape("\n".join(breakdown)) + "</pre>"))
     curves = training_curves(out)
     if curves:
         b64 = base64.b64encode(curves.read_bytes()).decode("ascii")

@@ -60,6 +60,7 @@ class DemoConfig:
     lora_text_encoder: bool = field(False, help="stage 2 also tunes the text encoder with LoRA (extension: the "
                                     "shipped text encoder embeds 'left'/'right' and 'above'/'below' alike)")
     text_encoder_lr: float | None = field(None, help="learning rate of the text-encoder LoRA (default: tune_lr)")
+    contrast_weight: float = field(0.0, help="stage-2 denoising contrast against the hard negative (extension)")
     eta: float = field(0.5, help="self-correction strength of DPT + SC (paper 0.5)")
     probe_steps: int | None = field(None, help="stage-1 steps (default from the preset)")
     tune_steps: int | None = field(None, help="stage-2 steps (default from the preset)")
@@ -91,7 +92,8 @@ def _train_configs(cfg: DemoConfig, out: Path):
     tune = TrainConfig(stage="tune", out_dir=str(out / "tune"), steps=cfg.tune_steps, lr=cfg.tune_lr,
                        adapter_init=str(out / "probe" / "final" / "adapter"), lora_rank=cfg.lora_rank,
                        mse_weight=cfg.mse_weight, gen_val_prompts=cfg.gen_val_prompts, gen_val_steps=20,
-                       lora_text_encoder=cfg.lora_text_encoder, text_encoder_lr=cfg.text_encoder_lr, **common)
+                       lora_text_encoder=cfg.lora_text_encoder, text_encoder_lr=cfg.text_encoder_lr,
+                       contrast_weight=cfg.contrast_weight, **common)
     return probe, tune
 
 

@@ -65,6 +65,10 @@ class TrainConfig:
     mse_weight: float = field(0.0, help="weight of the denoising MSE term (stage 2 anchor; paper Table 9)")
     itm_weight: float = field(1.0, help="scale of the whole matching loss (0 = grounding only, ablation)")
     rec_weight: float = field(1.0, help="scale of the whole grounding loss (0 = matching only, ablation)")
+    contrast_weight: float = field(0.0, help="stage 2: weight of the denoising contrast (extension, not in the "
+                                   "paper): the true caption must denoise better than its hard negative")
+    contrast_tau: float = field(0.05, help="relative margin of the denoising contrast (0.05 = a 5%% lower error "
+                                "gives logit 1)")
     # stage 2
     lora_rank: int = field(4, help="LoRA rank (paper 4)")
     lora_targets: str = field("cross", help="'cross' = cross-attention only (paper), 'all' = all attention (official)")
@@ -95,12 +99,15 @@ class TrainConfig:
             (self.lr > 0 and self.grad_clip > 0, "lr and grad_clip must be > 0"),
             (self.lora_rank > 0, "lora_rank must be > 0"),
             (min(self.mse_weight, self.itm_weight, self.rec_weight) >= 0, "loss weights must be >= 0"),
-            (self.itm_weight + self.rec_weight + self.mse_weight > 0, "at least one loss weight must be > 0"),
+            (self.itm_weight + self.rec_weight + self.mse_weight + self.contrast_weight > 0,
+             "at least one loss weight must be > 0"),
             (len(self.betas) == 2, "betas must be two numbers"),
             (bool(self.blocks), "blocks must name at least one U-Net block"),
             (self.checkpoint_every > 0 and self.validate_every > 0 and self.log_every > 0, "intervals must be > 0"),
             (self.stage == "tune" or (self.mse_weight == 0), "mse_weight needs stage 'tune' (stage 1 freezes SD)"),
             (self.stage == "tune" or not self.lora_text_encoder, "lora_text_encoder needs stage 'tune'"),
+            (self.stage == "tune" or self.contrast_weight == 0, "contrast_weight needs stage 'tune'"),
+            (self.contrast_weight >= 0 and self.contrast_tau > 0, "need contrast_weight >= 0 and contrast_tau > 0"),
             (self.text_encoder_lr is None or self.text_encoder_lr > 0, "text_encoder_lr must be > 0"),
         ]
         for ok, message in checks:

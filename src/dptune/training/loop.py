@@ -49,8 +49,9 @@ class Trainer:
         from accelerate.utils import DistributedDataParallelKwargs
 
         self.cfg, self.out = cfg, Path(cfg.out_dir)
-        # LoRA after the probed block gets no gradient without the MSE term: tell DDP.
-        ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.stage == "tune" and cfg.mse_weight == 0)
+        # LoRA after the probed block gets no gradient without a denoising term: tell DDP.
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.stage == "tune" and cfg.mse_weight == 0
+                                            and cfg.contrast_weight == 0)
         cuda = torch.cuda.is_available()  # cpu=True lets accelerate form a gloo group for CPU multi-process runs
         self.acc = Accelerator(cpu=not cuda, mixed_precision=cfg.mixed_precision if cuda else "no",
                                log_with="tensorboard", project_dir=str(self.out), kwargs_handlers=[ddp])

@@ -13,18 +13,20 @@ One step, per sample (paper Sec. 3.1-3.2, Appendix B.1; the passes of the offici
 
 The U-Net is conditioned on the text being scored (as DiffusionITM / the official code). All six passes run
 as ONE truncated U-Net call of 6B samples. With the MSE term (stage 2), pass 0 runs the full U-Net (to get
-the noise prediction) and passes 1-5 the truncated one: two calls.
+the noise prediction) and passes 1-5 the truncated one: two calls. With the denoising contrast (an extension,
+:mod:`dptune.losses.denoising`) passes 0 and 1 run the full U-Net: the same noisy latent under the positive
+and the hard-negative caption.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dptune.adapter import DPTProbe
 from dptune.backbone import SDBackbone
 from dptune.losses import LossWeights, dpt_losses
+from dptune.losses.denoising import denoising_contrast_loss, per_sample_error
 
 IMAGE_KEYS = ("image", "hn_image", "rand_image", "ref_image")
 TEXT_KEYS = ("caption", "hn_caption", "rand_caption", "ref_expression")
@@ -77,16 +79,25 @@ def with_text(backbone: SDBackbone, inputs: dict) -> dict:
 
 
 class DPTObjective(nn.Module):
-    """ITM + REC (+ MSE) losses of one batch. ``forward(inputs) -> (total, {name: detached scalar})``."""
+    """ITM + REC (+ MSE, + denoising contrast) losses of one batch.
+
+    ``forward(inputs) -> (total, {name: detached scalar})``.
+    """
 
     def __init__(self, probe: DPTProbe, weights: LossWeights | None = None, itm_weight: float = 1.0,
-                 rec_weight: float = 1.0, mse_weight: float = 0.0, train_text_encoder: bool = False):
+                 rec_weight: float = 1.0, mse_weight: float = 0.0, train_text_encoder: bool = False,
+                 contrast_weight: float = 0.0, contrast_tau: float = 0.05):
         super().__init__()
         self.probe = probe
         # a training text encoder is a submodule (optimiser, checkpoints, DDP see its LoRA); a frozen one is not
         self.text_encoder = probe.backbone.text_encoder if train_text_encoder else None
         self.weights = weights or LossWeights()
         self.itm_weight, self.rec_weight, self.mse_weight = itm_weight, rec_weight, mse_weight
+        self.contrast_weight, self.contrast_tau = contrast_weight, contrast_tau
+
+    def _full_passes(self) -> int:
+        """How many of the six passes (per sample) need the noise prediction: 0, 1 (MSE) or 2 (+ contrast)."""
+        return 2 if self.contrast_weight > 0 else int(self.mse_weight > 0)
 
     def _passes(self, inputs: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         lat, hid, t = inputs["latents"], inputs["text_hidden"], inputs["t"]
@@ -101,16 +112,20 @@ class DPTObjective(nn.Module):
         return z_t, tt, text.to(bb.dtype), z0
 
     def outputs(self, inputs: dict):
-        """Adapter output of all 6B passes, the (B, 3) I->T and T->I score tables, and the MSE (or None)."""
+        """Adapter output of all 6B passes, the (B, 3) I->T and T->I score tables, and the denoising terms
+        ({} without them; "mse" and/or "contrast" otherwise)."""
         inputs = with_text(self.probe.backbone, inputs)
         z_t, tt, text, z0 = self._passes(inputs)
         bsz = inputs["t"].shape[0]
-        mse = None
-        if self.mse_weight > 0:
-            out0, eps = self.probe.forward_with_noise(z_t[:bsz], tt[:bsz], text[:bsz])
-            out = _concat_outputs(out0, self.probe(z_t[bsz:], tt[bsz:], text[bsz:]))
-            target = self.probe.backbone.denoise_target(z0[:bsz], inputs["noise"], inputs["t"])
-            mse = F.mse_loss(eps.float(), target.float())
+        denoise, n_full = {}, self._full_passes() * bsz
+        if n_full:  # passes 0 (and 1: same latent, hard-negative caption) through the whole U-Net
+            out0, eps = self.probe.forward_with_noise(z_t[:n_full], tt[:n_full], text[:n_full])
+            out = _concat_outputs(out0, self.probe(z_t[n_full:], tt[n_full:], text[n_full:]))
+            target = self.probe.backbone.denoise_target(z0[:bsz], inputs["noise"], inputs["t"])  # (B, 4, h, w)
+            err = per_sample_error(eps, target.repeat(n_full // bsz, 1, 1, 1))  # (n_full,)
+            denoise["mse"] = err[:bsz].mean()  # = F.mse_loss over the positive pass
+            if n_full == 2 * bsz:
+                denoise["contrast"] = denoising_contrast_loss(err[:bsz], err[bsz:], self.contrast_tau)
         else:
             out = self.probe(z_t, tt, text)
         pooled = inputs["text_pooled"]
@@ -118,21 +133,22 @@ class DPTObjective(nn.Module):
         s = self.probe.adapter.match_score(out.match_emb[: 5 * bsz].float(), text_of_pass).view(5, bsz)
         i2t = torch.stack([s[0], s[1], s[2]], dim=1)  # (B, 3): image vs [pos, hn, rand] captions
         t2i = torch.stack([s[0], s[3], s[4]], dim=1)  # (B, 3): caption vs [pos, hn, rand] images
-        return out, i2t, t2i, mse
+        return out, i2t, t2i, denoise
 
     def forward(self, inputs: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         inputs = with_text(self.probe.backbone, inputs)  # encoded here, in the graph, if the text encoder trains
-        out, i2t, t2i, mse = self.outputs(inputs)
+        out, i2t, t2i, denoise = self.outputs(inputs)
         bsz = i2t.shape[0]
         total, terms = dpt_losses(
             logit_scale=out.logit_scale, i2t_scores=i2t, t2i_scores=t2i,
             rec=out.select(slice(5 * bsz, 6 * bsz)), gold_boxes=inputs["ref_box"],
             ref_text_emb=inputs["text_pooled"][3], weights=_scaled(self.weights, self.itm_weight, self.rec_weight),
         )
-        if mse is not None:
-            total = total + self.mse_weight * mse
-            terms["mse"] = mse.detach()
-            terms["total"] = total.detach()
+        for name, weight in (("mse", self.mse_weight), ("contrast", self.contrast_weight)):
+            if name in denoise:
+                total = total + weight * denoise[name]
+                terms[name] = denoise[name].detach()
+        terms["total"] = total.detach()
         return total, terms
 
 

@@ -42,7 +42,8 @@ def build_objective(cfg: TrainConfig, backbone: SDBackbone) -> DPTObjective:
     probe = DPTProbe(backbone, adapter, cfg.blocks, cfg.fuse)
     weights = LossWeights(**cfg.loss_weights)
     return DPTObjective(probe, weights, cfg.itm_weight, cfg.rec_weight, cfg.mse_weight,
-                        train_text_encoder=cfg.stage == "tune" and cfg.lora_text_encoder)
+                        train_text_encoder=cfg.stage == "tune" and cfg.lora_text_encoder,
+                        contrast_weight=cfg.contrast_weight, contrast_tau=cfg.contrast_tau)
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float, text_encoder_lr: float | None = None) -> list[dict]:
