@@ -252,3 +252,14 @@ def test_denoising_contrast_term_trains(tmp_path, tiny_pipeline_dir):
     assert all(0 < x["contrast"] < 10 and "mse" in x for x in train_lines)  # mse is logged (weight 0 here)
     with pytest.raises(ValueError, match="contrast_weight needs stage 'tune'"):
         TrainConfig(contrast_weight=1.0)
+
+
+def test_resume_check_reads_a_missing_key_as_its_default():
+    from dptune.training.checkpoint import check_resume_config
+    from dptune.utils.config import to_dict
+
+    old = to_dict(TrainConfig(stage="tune"))
+    del old["lora_text_encoder"]  # a checkpoint written before the option existed
+    check_resume_config(old, to_dict(TrainConfig(stage="tune")))  # same as the default: resumes
+    with pytest.raises(ArtefactError, match="lora_text_encoder: checkpoint False vs now True"):
+        check_resume_config(old, to_dict(TrainConfig(stage="tune", lora_text_encoder=True)))

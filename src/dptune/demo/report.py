@@ -93,20 +93,19 @@ def relation_breakdown(results: dict) -> list[str]:
              "|---|---|---|---|---|---|---|"]
     for m in results["methods"]:
         for set_name, split in SPLITS.items():
-            records = [r for r in ((m.get("generative") or {}).get(set_name) or {}).get("images", [])
-                       if parse_prompt(r["prompt"]).category == "relation"]
+            images = ((m.get("generative") or {}).get(set_name) or {}).get("images", [])
+            records = [(parse_prompt(r["prompt"]).spec, r) for r in images]
+            records = [(spec, r) for spec, r in records if spec.category == "relation"]
             if not records:
                 continue
             counts = dict.fromkeys(("missing", "both", "holds", "opposite"), 0)
-            for r in records:
-                spec = parse_prompt(r["prompt"]).spec
+            for spec, r in records:
                 objs = [Obj(c, s, tuple(box)) for c, s, box in r["metrics"]["judge"]["found"]]
-                ok, reason = prompt_holds(spec, objs)
-                if reason.startswith("missing"):
+                if not all(any(o.kind == k for o in objs) for k in spec.kinds):
                     counts["missing"] += 1
                     continue
                 counts["both"] += 1
-                counts["holds"] += ok
+                counts["holds"] += prompt_holds(spec, objs)[0]
                 counts["opposite"] += prompt_holds(replace(spec, relation=OPPOSITE[spec.relation]), objs)[0]
             lines.append(f"| {m['name']} | {split} | {len(records)} | {counts['missing']} | {counts['both']} | "
                          f"{counts['holds']} | {counts['opposite']} |")

@@ -72,8 +72,14 @@ def check_resume_config(saved: dict, current: dict) -> None:
     keys = ("stage", "model", "data", "blocks", "fuse", "adapter_d_model", "adapter_ffn", "adapter_heads",
             "adapter_queries", "lora_rank", "lora_targets", "lora_text_encoder", "train_adapter", "seed",
             "batch_size", "grad_accum")
-    # a key the checkpoint lacks was added later with its default: older checkpoints still resume
-    diff = {k: (saved.get(k), current.get(k)) for k in keys if saved.get(k, current.get(k)) != current.get(k)}
+    # a key the checkpoint lacks was added to TrainConfig later: that run used the field's default
+    from dataclasses import fields
+
+    from dptune.training.config import TrainConfig
+
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    saved = {k: saved.get(k, defaults.get(k)) for k in keys}
+    diff = {k: (saved[k], current.get(k)) for k in keys if saved[k] != current.get(k)}
     if diff:
         detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
         raise ArtefactError(f"cannot resume: the checkpoint was made with different settings ({detail}); "
