@@ -263,3 +263,16 @@ def test_resume_check_reads_a_missing_key_as_its_default():
     check_resume_config(old, to_dict(TrainConfig(stage="tune")))  # same as the default: resumes
     with pytest.raises(ArtefactError, match="lora_text_encoder: checkpoint False vs now True"):
         check_resume_config(old, to_dict(TrainConfig(stage="tune", lora_text_encoder=True)))
+
+
+def test_text_encoder_lora_can_cover_the_feed_forward_layers(tiny_pipeline_dir):
+    from dptune.backbone.loading import load_pipeline
+    from dptune.training.lora import add_text_encoder_lora
+
+    attn_only = load_pipeline(tiny_pipeline_dir).text_encoder
+    with_mlp = load_pipeline(tiny_pipeline_dir).text_encoder
+    n_attn = add_text_encoder_lora(attn_only, rank=2)
+    n_mlp = add_text_encoder_lora(with_mlp, rank=2, mlp=True)
+    assert n_mlp > n_attn
+    assert any("fc1.lora_A" in name for name, _ in with_mlp.named_parameters())
+    assert not any("fc1.lora_" in name for name, _ in attn_only.named_parameters())

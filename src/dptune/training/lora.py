@@ -21,6 +21,7 @@ from dptune.training.config import LORA_TARGETS
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 # CLIP text-tower attention projections (the diffusers LoRA training scripts' text-encoder targets)
 TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+TEXT_ENCODER_MLP_TARGETS = ["fc1", "fc2"]  # the feed-forward layers, for more capacity
 
 
 def add_lora(unet: nn.Module, rank: int = 4, targets: str = "cross", alpha: float | None = None) -> int:
@@ -41,13 +42,15 @@ def add_lora(unet: nn.Module, rank: int = 4, targets: str = "cross", alpha: floa
     return n
 
 
-def add_text_encoder_lora(text_encoder: nn.Module, rank: int = 4, alpha: float | None = None) -> int:
-    """Attach LoRA to the CLIP text encoder's attention projections; return the LoRA parameter count."""
+def add_text_encoder_lora(text_encoder: nn.Module, rank: int = 4, alpha: float | None = None,
+                          mlp: bool = False) -> int:
+    """Attach LoRA to the CLIP text encoder's attention projections (``mlp``: and its feed-forward layers);
+    return the LoRA parameter count."""
     from peft import LoraConfig, inject_adapter_in_model
 
     # peft directly: transformers' own add_adapter refuses peft < 0.22, the newest release here is 0.21
     config = LoraConfig(r=rank, lora_alpha=alpha or rank, init_lora_weights="gaussian",
-                        target_modules=TEXT_ENCODER_TARGETS)
+                        target_modules=TEXT_ENCODER_TARGETS + (TEXT_ENCODER_MLP_TARGETS if mlp else []))
     inject_adapter_in_model(config, text_encoder)
     n = _train_lora(text_encoder)
     if n == 0:

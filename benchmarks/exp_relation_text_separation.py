@@ -1,0 +1,224 @@
+"""Experiment: if the text encoder is made to separate relation flips, does the tiny U-Net learn the direction?
+
+docs/relations.md found that the shipped ShapesWorld model's text encoder maps "A left of B" and "A right of
+B" (and above/below) to nearly the same token states, so no U-Net-side method can follow the relation word.
+This script fixes the text side directly and asks whether the denoiser then follows. One run, on the shipped
+model, LoRA on U-Net and text encoder (attention + feed-forward), AdamW, batch ``--batch`` of fresh training
+renders (``--relation-share`` relation captions, the rest colour/count/binding; 10% empty captions), loss:
+
+    MSE (the denoising anchor, all samples)
+  + contrast-weight * -log sigmoid((e_flip - e_true) / (0.05 e_mean))    on relation samples (the flip as
+    the negative caption, same noisy latent; dptune.losses.denoising)
+  + separation-weight * relu(margin - ||H(y) - H(flip y)|| / ||H(y)||)  pushes the flip's token states apart
+  + anchor-weight * ||H(y) - H_0(y)||^2 / ||H_0(y)||^2                   keeps every caption where the frozen
+    text encoder H_0 put it (so colour, count and binding keep their conditioning)
+
+Every ``--eval-every`` steps it measures the flip's token-state difference (``dptune shapesworld text-check``'s
+number), the denoiser as a diffusion classifier of relation vs flip (``*_flip_classifier``), and generates
+``--prompts`` prompts x 2 seeds per category and split, scored by the exact judge; relation prompts once more
+with the flip as the negative prompt (``*_relation_flip_negative``). The separation and anchor terms are
+extensions for this diagnosis, not DPT. Per-evaluation JSON lines go to stderr; ONE JSON line (all
+evaluations) to stdout. docs/relations.md reports a run of
+
+    .venv/bin/python benchmarks/exp_relation_text_separation.py --unet-lr 3e-4 --steps 3000 --eval-every 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from dptune.backbone import SDBackbone
+from dptune.backbone.loading import load_pipeline
+from dptune.evaluation.text_check import edit_separability, shapesworld_edit_pairs
+from dptune.losses.denoising import denoising_contrast_loss, per_sample_error
+from dptune.shapesworld.dataset import to_tensor
+from dptune.shapesworld.grammar import CATEGORIES, OPPOSITE, make_prompt
+from dptune.shapesworld.judge import judge_batch
+from dptune.shapesworld.negatives import hard_negative_candidates
+from dptune.shapesworld.render import render_scene, scene_for_spec
+from dptune.shapesworld.splits import eval_prompts, sample_spec, scene_is_id
+from dptune.shapesworld.truth import prompt_holds
+from dptune.training.lora import add_lora, add_text_encoder_lora
+
+FRACTIONS = (0.2, 0.4, 0.6, 0.8)  # timesteps of the diffusion-classifier check, as fractions of T
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--unet-lr", type=float, default=1e-3)
+    ap.add_argument("--text-encoder-lr", type=float, default=1e-3)
+    ap.add_argument("--rank", type=int, default=8)
+    ap.add_argument("--relation-share", type=float, default=0.5)
+    ap.add_argument("--contrast-weight", type=float, default=1.0)
+    ap.add_argument("--separation-weight", type=float, default=1.0)
+    ap.add_argument("--margin", type=float, default=0.3, help="target relative token-state difference of a flip "
+                    "(the shipped encoder's other edits: 0.45-0.66)")
+    ap.add_argument("--anchor-weight", type=float, default=1.0)
+    ap.add_argument("--relation-t-min", type=float, default=0.0, help="relation samples (and so the contrast) "
+                    "draw their timestep from [this x T, T): high noise is where a layout is decided")
+    ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--prompts", type=int, default=16, help="eval prompts per category and split (x 2 seeds)")
+    ap.add_argument("--seed", type=int, default=0)
+    return ap.parse_args(argv)
+
+
+def flip_caption(spec) -> str:
+    return next(make_prompt(s).text for e, s in hard_negative_candidates(spec) if e == "flip")
+
+
+def training_batch(rng: np.random.Generator, n: int, relation_share: float):
+    """(images (n, 3, 32, 32), captions, flip captions or None) of fresh training-split renders."""
+    images, captions, flips = [], [], []
+    for _ in range(n):
+        rel = rng.random() < relation_share
+        category = "relation" if rel else ("colour", "count", "binding")[int(rng.integers(3))]
+        spec = sample_spec(rng, category, "train")
+        images.append(to_tensor(render_scene(scene_for_spec(spec, rng, accept=scene_is_id))))
+        text = make_prompt(spec).text
+        captions.append("" if not rel and rng.random() < 0.1 else text)  # keep the unconditional branch
+        flips.append(flip_caption(spec) if rel else None)
+    return torch.stack(images), captions, flips
+
+
+@torch.no_grad()
+def flip_classifier_accuracy(backbone: SDBackbone, split: str, n: int = 64, seed: int = 123) -> tuple:
+    """Diffusion-classifier view: % of relation renders whose denoising error (fixed noise) is lower under the
+    true caption than under its flip (50 = the denoiser ignores the direction); summed over the timesteps
+    ``FRACTIONS`` x T, and per timestep."""
+    rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+    specs = [sample_spec(rng, "relation", split) for _ in range(n)]
+    images = torch.stack([to_tensor(render_scene(scene_for_spec(s, rng))) for s in specs])
+    z0 = backbone.encode_images(images)  # (n, 4, 8, 8)
+    h_true = backbone.encode_text([make_prompt(s).text for s in specs]).hidden
+    h_flip = backbone.encode_text([flip_caption(s) for s in specs]).hidden
+    err = torch.zeros(len(FRACTIONS), 2, n)
+    for k, frac in enumerate(FRACTIONS):
+        t = torch.full((n,), int(frac * backbone.num_train_timesteps))
+        noise = torch.randn(z0.shape, generator=gen)
+        z_t, target = backbone.add_noise(z0, noise, t), backbone.denoise_target(z0, noise, t)
+        for i, h in enumerate((h_true, h_flip)):
+            err[k, i] = per_sample_error(backbone.predict_noise(z_t, t, h), target)
+    summed = err.sum(0)  # (2, n)
+    per_t = [round(100 * (e[0] < e[1]).float().mean().item(), 1) for e in err]
+    return round(100 * (summed[0] < summed[1]).float().mean().item(), 1), per_t
+
+
+@torch.no_grad()
+def evaluate(pipe, backbone: SDBackbone, n_prompts: int) -> dict:
+    flip = edit_separability(backbone, shapesworld_edit_pairs(64))["flip"]
+    out = {"flip_token_diff": round(flip["hidden_rel_diff"], 3), "flip_pooled_cos": round(flip["pooled_cos"], 4),
+           }
+    for split in ("id", "ood"):
+        out[f"{split}_flip_classifier"], out[f"{split}_flip_classifier_per_t"] = flip_classifier_accuracy(
+            backbone, split)
+    for split in ("id", "ood"):
+        prompts = eval_prompts(split, n_prompts)
+        images = []
+        for k in range(2):
+            gen = torch.Generator().manual_seed(1000 + k)
+            images += pipe([p.text for p in prompts], num_inference_steps=25, guidance_scale=4.0,
+                           generator=gen).images
+        verdicts = judge_batch(images, prompts + prompts)
+        for cat in CATEGORIES:
+            ok = [v.correct for v, p in zip(verdicts, prompts + prompts, strict=True) if p.category == cat]
+            out[f"{split}_{cat}"] = round(100 * float(np.mean(ok)), 1)
+        out[f"{split}_relation_found_holds_opposite"] = relation_breakdown(
+            [(v, p) for v, p in zip(verdicts, prompts + prompts, strict=True) if p.category == "relation"])
+        out[f"{split}_relation_flip_negative"] = relation_with_flip_negative(pipe, prompts)
+    return out
+
+
+def relation_breakdown(pairs) -> list[int]:
+    """[both objects found, the relation holds, its opposite holds] over (verdict, prompt) relation pairs."""
+    counts = [0, 0, 0]
+    for verdict, prompt in pairs:
+        spec = prompt.spec
+        if all(any(o.kind == k for o in verdict.found) for k in spec.kinds):
+            counts[0] += 1
+            counts[1] += prompt_holds(spec, verdict.found)[0]
+            counts[2] += prompt_holds(replace(spec, relation=OPPOSITE[spec.relation]), verdict.found)[0]
+    return counts
+
+
+def relation_with_flip_negative(pipe, prompts) -> float:
+    """Relation accuracy when classifier-free guidance steers away from the flipped caption (negative prompt =
+    the flip instead of the empty caption): turns a denoiser that discriminates the direction into guidance."""
+    rel = [p for p in prompts if p.category == "relation"]
+    images = []
+    for k in range(2):
+        gen = torch.Generator().manual_seed(1000 + k)
+        images += pipe([p.text for p in rel], negative_prompt=[flip_caption(p.spec) for p in rel],
+                       num_inference_steps=25, guidance_scale=4.0, generator=gen).images
+    return round(100 * float(np.mean([v.correct for v in judge_batch(images, rel + rel)])), 1)
+
+
+def step_loss(backbone: SDBackbone, ref_encoder, batch, generator: torch.Generator, a) -> tuple:
+    images, captions, flips = batch
+    with torch.no_grad():
+        z0 = backbone.encode_images(images)  # (B, 4, 8, 8)
+    bsz = z0.shape[0]
+    noise = torch.randn(z0.shape, generator=generator)
+    big_t = backbone.num_train_timesteps
+    t = torch.randint(0, big_t, (bsz,), generator=generator)
+    rel = [i for i, f in enumerate(flips) if f is not None]
+    if a.relation_t_min > 0 and rel:
+        t[rel] = torch.randint(int(a.relation_t_min * big_t), big_t, (len(rel),), generator=generator)
+    z_t, target = backbone.add_noise(z0, noise, t), backbone.denoise_target(z0, noise, t)
+    hidden = backbone.encode_text(captions + [flips[i] for i in rel]).hidden  # (B + R, L, D)
+    eps = backbone.predict_noise(torch.cat([z_t, z_t[rel]]), torch.cat([t, t[rel]]), hidden)
+    err = per_sample_error(eps, torch.cat([target, target[rel]]))  # (B + R,)
+    terms = {"mse": err[:bsz].mean()}
+    if rel:
+        terms["contrast"] = denoising_contrast_loss(err[rel], err[bsz:])
+        h_pos, h_neg = hidden[rel].flatten(1), hidden[bsz:].flatten(1)  # (R, L*D)
+        diff = (h_pos - h_neg).norm(dim=1) / h_pos.norm(dim=1)
+        terms["separation"] = torch.relu(a.margin - diff).mean()
+    with torch.no_grad():
+        ref = ref_encoder(backbone.tokenize(captions))[0]  # (B, L, D): where the frozen encoder puts them
+    terms["anchor"] = (hidden[:bsz] - ref).pow(2).mean() / ref.pow(2).mean()
+    weights = {"mse": 1.0, "contrast": a.contrast_weight, "separation": a.separation_weight,
+               "anchor": a.anchor_weight}
+    return sum(weights[k] * v for k, v in terms.items()), {k: round(v.item(), 4) for k, v in terms.items()}
+
+
+def main(argv=None) -> None:
+    a = parse_args(argv)
+    torch.manual_seed(a.seed)
+    pipe = load_pipeline("shapesworld")
+    pipe.set_progress_bar_config(disable=True)
+    backbone = SDBackbone.from_pipeline(pipe).freeze()
+    ref_encoder = copy.deepcopy(backbone.text_encoder)
+    evals = [{"step": 0, **evaluate(pipe, backbone, a.prompts)}]
+    print(json.dumps(evals[-1]), file=sys.stderr, flush=True)
+    add_text_encoder_lora(backbone.text_encoder, a.rank, mlp=True)
+    add_lora(backbone.unet, a.rank, "all")
+    params = {m: [p for n, p in getattr(backbone, m).named_parameters() if "lora_" in n]
+              for m in ("unet", "text_encoder")}
+    opt = torch.optim.AdamW([{"params": params["unet"], "lr": a.unet_lr},
+                             {"params": params["text_encoder"], "lr": a.text_encoder_lr}], weight_decay=0.0)
+    rng, gen, t0 = np.random.default_rng(a.seed), torch.Generator().manual_seed(a.seed), time.perf_counter()
+    for step in range(1, a.steps + 1):
+        loss, terms = step_loss(backbone, ref_encoder, training_batch(rng, a.batch, a.relation_share), gen, a)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params["unet"] + params["text_encoder"], 1.0)
+        opt.step()
+        if step % a.eval_every == 0 or step == a.steps:
+            evals.append({"step": step, "s": round(time.perf_counter() - t0, 1), "last_terms": terms,
+                          **evaluate(pipe, backbone, a.prompts)})
+            print(json.dumps(evals[-1]), file=sys.stderr, flush=True)
+    print(json.dumps({"experiment": "relation_text_separation", "args": vars(a), "evals": evals}))
+
+
+if __name__ == "__main__":
+    main()
