@@ -42,10 +42,9 @@ from dptune.losses.denoising import denoising_contrast_loss, per_sample_error
 from dptune.shapesworld.dataset import to_tensor
 from dptune.shapesworld.grammar import CATEGORIES, OPPOSITE, make_prompt
 from dptune.shapesworld.judge import judge_batch
-from dptune.shapesworld.negatives import hard_negative_candidates
 from dptune.shapesworld.render import render_scene, scene_for_spec
 from dptune.shapesworld.splits import eval_prompts, sample_spec, scene_is_id
-from dptune.shapesworld.truth import prompt_holds
+from dptune.shapesworld.truth import relation_outcome
 from dptune.training.lora import add_lora, add_text_encoder_lora
 
 FRACTIONS = (0.2, 0.4, 0.6, 0.8)  # timesteps of the diffusion-classifier check, as fractions of T
@@ -73,7 +72,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def flip_caption(spec) -> str:
-    return next(make_prompt(s).text for e, s in hard_negative_candidates(spec) if e == "flip")
+    """The relation caption with the opposite relation (the ``flip`` hard negative)."""
+    return make_prompt(replace(spec, relation=OPPOSITE[spec.relation])).text
 
 
 def training_batch(rng: np.random.Generator, n: int, relation_share: float):
@@ -116,49 +116,42 @@ def flip_classifier_accuracy(backbone: SDBackbone, split: str, n: int = 64, seed
 @torch.no_grad()
 def evaluate(pipe, backbone: SDBackbone, n_prompts: int) -> dict:
     flip = edit_separability(backbone, shapesworld_edit_pairs(64))["flip"]
-    out = {"flip_token_diff": round(flip["hidden_rel_diff"], 3), "flip_pooled_cos": round(flip["pooled_cos"], 4),
-           }
+    out = {"flip_token_diff": round(flip["hidden_rel_diff"], 3), "flip_pooled_cos": round(flip["pooled_cos"], 4)}
     for split in ("id", "ood"):
         out[f"{split}_flip_classifier"], out[f"{split}_flip_classifier_per_t"] = flip_classifier_accuracy(
             backbone, split)
     for split in ("id", "ood"):
         prompts = eval_prompts(split, n_prompts)
-        images = []
-        for k in range(2):
-            gen = torch.Generator().manual_seed(1000 + k)
-            images += pipe([p.text for p in prompts], num_inference_steps=25, guidance_scale=4.0,
-                           generator=gen).images
-        verdicts = judge_batch(images, prompts + prompts)
+        pairs = list(zip(judge_batch(generate(pipe, prompts), prompts + prompts), prompts + prompts, strict=True))
         for cat in CATEGORIES:
-            ok = [v.correct for v, p in zip(verdicts, prompts + prompts, strict=True) if p.category == cat]
-            out[f"{split}_{cat}"] = round(100 * float(np.mean(ok)), 1)
+            out[f"{split}_{cat}"] = round(100 * float(np.mean([v.correct for v, p in pairs if p.category == cat])), 1)
         out[f"{split}_relation_found_holds_opposite"] = relation_breakdown(
-            [(v, p) for v, p in zip(verdicts, prompts + prompts, strict=True) if p.category == "relation"])
+            [(v, p) for v, p in pairs if p.category == "relation"])
         out[f"{split}_relation_flip_negative"] = relation_with_flip_negative(pipe, prompts)
     return out
 
 
 def relation_breakdown(pairs) -> list[int]:
     """[both objects found, the relation holds, its opposite holds] over (verdict, prompt) relation pairs."""
-    counts = [0, 0, 0]
-    for verdict, prompt in pairs:
-        spec = prompt.spec
-        if all(any(o.kind == k for o in verdict.found) for k in spec.kinds):
-            counts[0] += 1
-            counts[1] += prompt_holds(spec, verdict.found)[0]
-            counts[2] += prompt_holds(replace(spec, relation=OPPOSITE[spec.relation]), verdict.found)[0]
-    return counts
+    outcomes = [o for o in (relation_outcome(p.spec, v.found) for v, p in pairs) if o is not None]
+    return [sum(o[i] for o in outcomes) for i in range(3)]
+
+
+def generate(pipe, prompts, **kwargs) -> list:
+    """2 images per prompt (seeds 1000, 1001), DDIM 25 steps, guidance 4, in ``prompts + prompts`` order."""
+    images = []
+    for k in range(2):
+        gen = torch.Generator().manual_seed(1000 + k)
+        images += pipe([p.text for p in prompts], num_inference_steps=25, guidance_scale=4.0, generator=gen,
+                       **kwargs).images
+    return images
 
 
 def relation_with_flip_negative(pipe, prompts) -> float:
     """Relation accuracy when classifier-free guidance steers away from the flipped caption (negative prompt =
     the flip instead of the empty caption): turns a denoiser that discriminates the direction into guidance."""
     rel = [p for p in prompts if p.category == "relation"]
-    images = []
-    for k in range(2):
-        gen = torch.Generator().manual_seed(1000 + k)
-        images += pipe([p.text for p in rel], negative_prompt=[flip_caption(p.spec) for p in rel],
-                       num_inference_steps=25, guidance_scale=4.0, generator=gen).images
+    images = generate(pipe, rel, negative_prompt=[flip_caption(p.spec) for p in rel])
     return round(100 * float(np.mean([v.correct for v in judge_batch(images, rel + rel)])), 1)
 
 

@@ -82,6 +82,23 @@ def test_relation_needs_the_named_side():
     assert sw.judge_image(left, "a blue square to the right of a red circle").correct
 
 
+def test_relation_outcome_splits_missing_holds_and_opposite():
+    from dptune.shapesworld.grammar import parse_prompt
+    from dptune.shapesworld.truth import relation_outcome
+
+    red, blue = Kind("red", "circle"), Kind("blue", "square")
+    left = [make_obj(red, 8, 16, 5), make_obj(blue, 24, 16, 5)]
+    same_column = [make_obj(red, 16, 8, 5), make_obj(blue, 16, 24, 5)]
+    spec = parse_prompt("a red circle to the left of a blue square").spec
+    assert relation_outcome(spec, left) == (True, True, False)
+    flipped = parse_prompt("a red circle to the right of a blue square").spec
+    assert relation_outcome(flipped, left) == (True, False, True)
+    assert relation_outcome(spec, same_column) == (True, False, False)  # neither direction
+    assert relation_outcome(spec, left[:1]) is None  # the blue square is missing
+    with pytest.raises(ValueError, match="relation spec"):
+        relation_outcome(parse_prompt("a red circle").spec, left)
+
+
 def test_touching_objects_merge_into_a_count_error():
     img = _scene(("green", "square", 10, 16, 5), ("green", "square", 20, 16, 5))  # boxes share an edge
     assert not sw.judge_image(img, "two green squares").correct

@@ -84,10 +84,8 @@ def text_check_lines(results: dict) -> tuple[list[str], list[str]]:
 def relation_breakdown(results: dict) -> list[str]:
     """Markdown table: why relation images fail, per method and split -- an object is missing, or both are
     there and the stated relation / its opposite / neither holds (from the judge's detected objects)."""
-    from dataclasses import replace
-
-    from dptune.shapesworld.grammar import OPPOSITE, Obj, parse_prompt
-    from dptune.shapesworld.truth import prompt_holds
+    from dptune.shapesworld.grammar import Obj, parse_prompt
+    from dptune.shapesworld.truth import relation_outcome
 
     lines = ["| method | split | images | an object missing | both found | relation holds | opposite holds |",
              "|---|---|---|---|---|---|---|"]
@@ -100,13 +98,13 @@ def relation_breakdown(results: dict) -> list[str]:
                 continue
             counts = dict.fromkeys(("missing", "both", "holds", "opposite"), 0)
             for spec, r in records:
-                objs = [Obj(c, s, tuple(box)) for c, s, box in r["metrics"]["judge"]["found"]]
-                if not all(any(o.kind == k for o in objs) for k in spec.kinds):
+                found = [Obj(c, s, tuple(box)) for c, s, box in r["metrics"]["judge"]["found"]]
+                outcome = relation_outcome(spec, found)
+                if outcome is None:
                     counts["missing"] += 1
                     continue
-                counts["both"] += 1
-                counts["holds"] += prompt_holds(spec, objs)[0]
-                counts["opposite"] += prompt_holds(replace(spec, relation=OPPOSITE[spec.relation]), objs)[0]
+                for key, hit in zip(("both", "holds", "opposite"), outcome, strict=True):
+                    counts[key] += hit
             lines.append(f"| {m['name']} | {split} | {len(records)} | {counts['missing']} | {counts['both']} | "
                          f"{counts['holds']} | {counts['opposite']} |")
     return lines if len(lines) > 2 else []

@@ -13,8 +13,9 @@ A strict depiction always passes the lenient test, and its mirror image always f
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
-from dptune.shapesworld.grammar import IMAGE_SIZE, Kind, Obj, PromptSpec
+from dptune.shapesworld.grammar import IMAGE_SIZE, OPPOSITE, Kind, Obj, PromptSpec
 
 GEN_RELATION_MIN_PX = 6.0
 JUDGE_RELATION_MIN_FRAC = 3.0 / 32.0
@@ -75,6 +76,17 @@ def prompt_holds(spec: PromptSpec, objects: Sequence[Obj], size: int = IMAGE_SIZ
     ok = any(judge_relation(a, b, spec.relation, size) for a in groups[0] for b in groups[1])
     verdict = "holds" if ok else "does not hold"
     return ok, f"relation {spec.relation} {verdict} ({found})"
+
+
+def relation_outcome(spec: PromptSpec, objects: Sequence[Obj]) -> tuple[bool, bool, bool] | None:
+    """Why a relation image passes or fails: (both objects found, the relation holds, its opposite holds), or
+    None when an object is missing."""
+    if spec.relation is None:
+        raise ValueError(f"relation_outcome needs a relation spec, got category {spec.category!r}")
+    if not all(_of_kind(objects, k) for k in spec.kinds):
+        return None
+    flipped = replace(spec, relation=OPPOSITE[spec.relation])
+    return True, prompt_holds(spec, objects)[0], prompt_holds(flipped, objects)[0]
 
 
 def spec_kinds_multiset(spec: PromptSpec) -> list[Kind]:
