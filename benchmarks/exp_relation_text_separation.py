@@ -12,6 +12,11 @@ renders (``--relation-share`` relation captions, the rest colour/count/binding; 
   + separation-weight * relu(margin - ||H(y) - H(flip y)|| / ||H(y)||)  pushes the flip's token states apart
   + anchor-weight * ||H(y) - H_0(y)||^2 / ||H_0(y)||^2                   keeps every caption where the frozen
     text encoder H_0 put it (so colour, count and binding keep their conditioning)
+  + presence-weight * the same contrast, a two-object caption against one of its objects named alone
+  + grounding-weight * TokenCompose's token loss: each object's colour and shape words attend inside its box
+    in the 8x8 and 4x4 cross-attention maps (dptune.losses.attention)
+
+The last two (off by default) test ways to keep the objects the contrast drops (docs/relations.md).
 
 Every ``--eval-every`` steps it measures the flip's token-state difference (``dptune shapesworld text-check``'s
 number), the denoiser as a diffusion classifier of relation vs flip (``*_flip_classifier``), and generates
@@ -31,16 +36,20 @@ import json
 import sys
 import time
 from dataclasses import replace
+from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from dptune.backbone import SDBackbone
+from dptune.backbone.cross_attention import CrossAttention, capture_cross_attention
 from dptune.backbone.loading import load_pipeline
 from dptune.evaluation.text_check import edit_separability, shapesworld_edit_pairs
+from dptune.losses.attention import token_attention_loss
 from dptune.losses.denoising import denoising_contrast_loss, per_sample_error
 from dptune.shapesworld.dataset import to_tensor
-from dptune.shapesworld.grammar import CATEGORIES, OPPOSITE, make_prompt
+from dptune.shapesworld.grammar import CATEGORIES, IMAGE_SIZE, OPPOSITE, make_prompt
 from dptune.shapesworld.judge import judge_batch
 from dptune.shapesworld.render import render_scene, scene_for_spec
 from dptune.shapesworld.splits import eval_prompts, sample_spec, scene_is_id
@@ -63,6 +72,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--margin", type=float, default=0.3, help="target relative token-state difference of a flip "
                     "(the shipped encoder's other edits: 0.45-0.66)")
     ap.add_argument("--anchor-weight", type=float, default=1.0)
+    ap.add_argument("--presence-weight", type=float, default=0.0, help="denoising contrast of two-object "
+                    "captions (binding, relation) against the caption of one of their objects alone")
+    ap.add_argument("--grounding-weight", type=float, default=0.0, help="TokenCompose-style token loss: each "
+                    "object's colour and shape words attend inside its box (8x8 and 4x4 cross-attention)")
     ap.add_argument("--relation-t-min", type=float, default=0.0, help="relation samples (and so the contrast) "
                     "draw their timestep from [this x T, T): high noise is where a layout is decided")
     ap.add_argument("--eval-every", type=int, default=250)
@@ -76,18 +89,59 @@ def flip_caption(spec) -> str:
     return make_prompt(replace(spec, relation=OPPOSITE[spec.relation])).text
 
 
-def training_batch(rng: np.random.Generator, n: int, relation_share: float):
-    """(images (n, 3, 32, 32), captions, flip captions or None) of fresh training-split renders."""
-    images, captions, flips = [], [], []
+class Batch(NamedTuple):
+    images: torch.Tensor  # (n, 3, 32, 32) fresh training-split renders
+    captions: list[str]  # 10% of the non-relation ones empty (keeps the unconditional branch)
+    flips: list[str | None]  # the flip caption of each relation sample
+    drops: list[tuple[str, str] | None]  # a two-object caption's objects named alone
+    masks: torch.Tensor  # (n, 2, 32, 32) where each named object lies (kinds[0], kinds[1]; zeros if absent)
+    tokens: torch.Tensor  # (n, 2, L) bool: the colour and shape words naming each object
+
+
+def object_masks_and_tokens(spec, scene, text: str, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(2, 32, 32) masks and (2, length) token flags of the kinds a caption names (word i is token i + 1:
+    the ShapesWorld tokenizer is word-level after the start token)."""
+    masks, tokens = torch.zeros(2, IMAGE_SIZE, IMAGE_SIZE), torch.zeros(2, length, dtype=torch.bool)
+    words = text.split()
+    for k, kind in enumerate(spec.kinds if text else ()):
+        for o in scene.objects:
+            if o.kind == kind:
+                x0, y0, x1, y1 = o.box
+                masks[k, y0:y1, x0:x1] = 1.0
+        i = next(i for i in range(len(words) - 1)
+                 if words[i] == kind.colour and words[i + 1].rstrip("s") == kind.shape)
+        tokens[k, i + 1:i + 3] = True
+    return masks, tokens
+
+
+def training_batch(rng: np.random.Generator, n: int, relation_share: float, length: int) -> Batch:
+    images, captions, flips, drops, masks, tokens = [], [], [], [], [], []
     for _ in range(n):
         rel = rng.random() < relation_share
         category = "relation" if rel else ("colour", "count", "binding")[int(rng.integers(3))]
         spec = sample_spec(rng, category, "train")
-        images.append(to_tensor(render_scene(scene_for_spec(spec, rng, accept=scene_is_id))))
+        scene = scene_for_spec(spec, rng, accept=scene_is_id)
+        images.append(to_tensor(render_scene(scene)))
         text = make_prompt(spec).text
-        captions.append("" if not rel and rng.random() < 0.1 else text)  # keep the unconditional branch
+        captions.append("" if not rel and rng.random() < 0.1 else text)
         flips.append(flip_caption(spec) if rel else None)
-    return torch.stack(images), captions, flips
+        two = len(spec.kinds) == 2 and text == captions[-1]
+        drops.append(tuple(f"a {k.phrase}" for k in spec.kinds) if two else None)
+        m, tok = object_masks_and_tokens(spec, scene, captions[-1], length)
+        masks.append(m)
+        tokens.append(tok)
+    return Batch(torch.stack(images), captions, flips, drops, torch.stack(masks), torch.stack(tokens))
+
+
+def grounding_term(attention: CrossAttention, batch: Batch, sides=(8, 4)) -> torch.Tensor:
+    """TokenCompose's token loss (dptune.losses.attention) on the true captions' cross-attention maps of
+    ``sides`` x ``sides`` layers, masks area-pooled to each side."""
+    bsz, losses = batch.images.shape[0], []
+    for side in sides:
+        masks = F.adaptive_avg_pool2d(batch.masks, side).flatten(2)  # (B, 2, side*side)
+        for maps in attention.maps(side).values():
+            losses.append(token_attention_loss(maps[:bsz], masks, batch.tokens))
+    return torch.stack(losses).mean()
 
 
 @torch.no_grad()
@@ -155,8 +209,10 @@ def relation_with_flip_negative(pipe, prompts) -> float:
     return round(100 * float(np.mean([v.correct for v in judge_batch(images, rel + rel)])), 1)
 
 
-def step_loss(backbone: SDBackbone, ref_encoder, batch, generator: torch.Generator, a) -> tuple:
-    images, captions, flips = batch
+def step_loss(backbone: SDBackbone, ref_encoder, attention: CrossAttention, batch: Batch,
+              generator: torch.Generator, a) -> tuple:
+    images, captions, flips, drops = batch.images, batch.captions, batch.flips, batch.drops
+    attention.clear()
     with torch.no_grad():
         z0 = backbone.encode_images(images)  # (B, 4, 8, 8)
     bsz = z0.shape[0]
@@ -164,23 +220,32 @@ def step_loss(backbone: SDBackbone, ref_encoder, batch, generator: torch.Generat
     big_t = backbone.num_train_timesteps
     t = torch.randint(0, big_t, (bsz,), generator=generator)
     rel = [i for i, f in enumerate(flips) if f is not None]
+    two = [i for i, d in enumerate(drops) if d is not None] if a.presence_weight > 0 else []
     if a.relation_t_min > 0 and rel:
         t[rel] = torch.randint(int(a.relation_t_min * big_t), big_t, (len(rel),), generator=generator)
     z_t, target = backbone.add_noise(z0, noise, t), backbone.denoise_target(z0, noise, t)
-    hidden = backbone.encode_text(captions + [flips[i] for i in rel]).hidden  # (B + R, L, D)
-    eps = backbone.predict_noise(torch.cat([z_t, z_t[rel]]), torch.cat([t, t[rel]]), hidden)
-    err = per_sample_error(eps, torch.cat([target, target[rel]]))  # (B + R,)
+    # drawn here, not in training_batch, so runs without the presence term keep their data stream
+    pick = torch.randint(0, 2, (len(two),), generator=generator).tolist()
+    negatives = [flips[i] for i in rel] + [drops[i][k] for i, k in zip(two, pick, strict=True)]
+    hidden = backbone.encode_text(captions + negatives).hidden  # (B + R + P, L, D)
+    eps = backbone.predict_noise(torch.cat([z_t, z_t[rel], z_t[two]]), torch.cat([t, t[rel], t[two]]), hidden)
+    err = per_sample_error(eps, torch.cat([target, target[rel], target[two]]))  # (B + R + P,)
     terms = {"mse": err[:bsz].mean()}
     if rel:
-        terms["contrast"] = denoising_contrast_loss(err[rel], err[bsz:])
-        h_pos, h_neg = hidden[rel].flatten(1), hidden[bsz:].flatten(1)  # (R, L*D)
+        terms["contrast"] = denoising_contrast_loss(err[rel], err[bsz:bsz + len(rel)])
+        h_pos, h_neg = hidden[rel].flatten(1), hidden[bsz:bsz + len(rel)].flatten(1)  # (R, L*D)
         diff = (h_pos - h_neg).norm(dim=1) / h_pos.norm(dim=1)
         terms["separation"] = torch.relu(a.margin - diff).mean()
+    if a.grounding_weight > 0:
+        terms["grounding"] = grounding_term(attention, batch)
+    if two:
+        terms["presence"] = denoising_contrast_loss(err[two], err[bsz + len(rel):])
     with torch.no_grad():
         ref = ref_encoder(backbone.tokenize(captions))[0]  # (B, L, D): where the frozen encoder puts them
     terms["anchor"] = (hidden[:bsz] - ref).pow(2).mean() / ref.pow(2).mean()
     weights = {"mse": 1.0, "contrast": a.contrast_weight, "separation": a.separation_weight,
-               "anchor": a.anchor_weight}
+               "anchor": a.anchor_weight, "presence": a.presence_weight,
+               "grounding": a.grounding_weight}
     return sum(weights[k] * v for k, v in terms.items()), {k: round(v.item(), 4) for k, v in terms.items()}
 
 
@@ -200,8 +265,11 @@ def main(argv=None) -> None:
     opt = torch.optim.AdamW([{"params": params["unet"], "lr": a.unet_lr},
                              {"params": params["text_encoder"], "lr": a.text_encoder_lr}], weight_decay=0.0)
     rng, gen, t0 = np.random.default_rng(a.seed), torch.Generator().manual_seed(a.seed), time.perf_counter()
+    length = backbone.tokenize([""]).shape[1]
     for step in range(1, a.steps + 1):
-        loss, terms = step_loss(backbone, ref_encoder, training_batch(rng, a.batch, a.relation_share), gen, a)
+        with capture_cross_attention(backbone.unet) as attention:
+            batch = training_batch(rng, a.batch, a.relation_share, length)
+            loss, terms = step_loss(backbone, ref_encoder, attention, batch, gen, a)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params["unet"] + params["text_encoder"], 1.0)

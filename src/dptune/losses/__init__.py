@@ -4,6 +4,9 @@
 * :mod:`~dptune.losses.matching` -- image-text matching, Eqs. 3 (T->I) and 4 (I->T);
 * :mod:`~dptune.losses.grounding` -- REC: query matching (Eq. 5), text->object (Eq. 6), grounding (Eq. 7);
 * :mod:`~dptune.losses.combined` -- :class:`LossWeights` and :func:`dpt_losses` (Eq. 8).
+
+Beyond the paper's equations: :mod:`~dptune.losses.denoising` (the MSE anchor and a denoising contrast) and
+:mod:`~dptune.losses.attention` (a TokenCompose-style cross-attention grounding term, used by an experiment).
 """
 
 from dptune.losses.boxes import (
