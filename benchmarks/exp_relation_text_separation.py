@@ -13,6 +13,7 @@ renders (``--relation-share`` relation captions, the rest colour/count/binding; 
   + anchor-weight * ||H(y) - H_0(y)||^2 / ||H_0(y)||^2                   keeps every caption where the frozen
     text encoder H_0 put it (so colour, count and binding keep their conditioning)
   + presence-weight * the same contrast, a two-object caption against one of its objects named alone
+    (or, with --presence-negative absent, against the caption with one object replaced by an absent kind)
   + grounding-weight * TokenCompose's token loss: each object's colour and shape words attend inside its box
     in the 8x8 and 4x4 cross-attention maps (dptune.losses.attention)
 
@@ -49,7 +50,16 @@ from dptune.evaluation.text_check import edit_separability, shapesworld_edit_pai
 from dptune.losses.attention import token_attention_loss
 from dptune.losses.denoising import denoising_contrast_loss, per_sample_error
 from dptune.shapesworld.dataset import to_tensor
-from dptune.shapesworld.grammar import CATEGORIES, IMAGE_SIZE, OPPOSITE, make_prompt
+from dptune.shapesworld.grammar import (
+    CATEGORIES,
+    COLOURS,
+    IMAGE_SIZE,
+    OPPOSITE,
+    SHAPES,
+    Kind,
+    PromptSpec,
+    make_prompt,
+)
 from dptune.shapesworld.judge import judge_batch
 from dptune.shapesworld.render import render_scene, scene_for_spec
 from dptune.shapesworld.splits import eval_prompts, sample_spec, scene_is_id
@@ -74,6 +84,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--anchor-weight", type=float, default=1.0)
     ap.add_argument("--presence-weight", type=float, default=0.0, help="denoising contrast of two-object "
                     "captions (binding, relation) against the caption of one of their objects alone")
+    ap.add_argument("--presence-negative", choices=("alone", "absent"), default="alone", help="the presence "
+                    "contrast's negative: one object named alone, or the caption with one object replaced by a "
+                    "kind absent from the image")
     ap.add_argument("--grounding-weight", type=float, default=0.0, help="TokenCompose-style token loss: each "
                     "object's colour and shape words attend inside its box (8x8 and 4x4 cross-attention)")
     ap.add_argument("--relation-t-min", type=float, default=0.0, help="relation samples (and so the contrast) "
@@ -93,7 +106,7 @@ class Batch(NamedTuple):
     images: torch.Tensor  # (n, 3, 32, 32) fresh training-split renders
     captions: list[str]  # 10% of the non-relation ones empty (keeps the unconditional branch)
     flips: list[str | None]  # the flip caption of each relation sample
-    drops: list[tuple[str, str] | None]  # a two-object caption's objects named alone
+    two_object: list[PromptSpec | None]  # the spec of each (non-empty) binding / relation caption
     masks: torch.Tensor  # (n, 2, 32, 32) where each named object lies (kinds[0], kinds[1]; zeros if absent)
     tokens: torch.Tensor  # (n, 2, L) bool: the colour and shape words naming each object
 
@@ -126,11 +139,23 @@ def training_batch(rng: np.random.Generator, n: int, relation_share: float, leng
         captions.append("" if not rel and rng.random() < 0.1 else text)
         flips.append(flip_caption(spec) if rel else None)
         two = len(spec.kinds) == 2 and text == captions[-1]
-        drops.append(tuple(f"a {k.phrase}" for k in spec.kinds) if two else None)
+        drops.append(spec if two else None)
         m, tok = object_masks_and_tokens(spec, scene, captions[-1], length)
         masks.append(m)
         tokens.append(tok)
     return Batch(torch.stack(images), captions, flips, drops, torch.stack(masks), torch.stack(tokens))
+
+
+def presence_negative(spec: PromptSpec, k: int, mode: str, generator: torch.Generator) -> str:
+    """The presence contrast's negative caption for object ``k`` of a two-object ``spec``."""
+    if mode == "alone":
+        return f"a {spec.kinds[k].phrase}"
+    other = spec.kinds[1 - k]
+    absent = [Kind(c, s) for c in COLOURS for s in SHAPES
+              if c != other.colour and s != other.shape and Kind(c, s) != spec.kinds[k]]
+    kind = absent[int(torch.randint(0, len(absent), (1,), generator=generator))]
+    kinds = (kind, other) if k == 0 else (other, kind)
+    return make_prompt(replace(spec, kinds=kinds)).text
 
 
 def grounding_term(attention: CrossAttention, batch: Batch, sides=(8, 4)) -> torch.Tensor:
@@ -211,7 +236,7 @@ def relation_with_flip_negative(pipe, prompts) -> float:
 
 def step_loss(backbone: SDBackbone, ref_encoder, attention: CrossAttention, batch: Batch,
               generator: torch.Generator, a) -> tuple:
-    images, captions, flips, drops = batch.images, batch.captions, batch.flips, batch.drops
+    images, captions, flips, drops = batch.images, batch.captions, batch.flips, batch.two_object
     attention.clear()
     with torch.no_grad():
         z0 = backbone.encode_images(images)  # (B, 4, 8, 8)
@@ -226,7 +251,8 @@ def step_loss(backbone: SDBackbone, ref_encoder, attention: CrossAttention, batc
     z_t, target = backbone.add_noise(z0, noise, t), backbone.denoise_target(z0, noise, t)
     # drawn here, not in training_batch, so runs without the presence term keep their data stream
     pick = torch.randint(0, 2, (len(two),), generator=generator).tolist()
-    negatives = [flips[i] for i in rel] + [drops[i][k] for i, k in zip(two, pick, strict=True)]
+    negatives = [flips[i] for i in rel] + [presence_negative(drops[i], k, a.presence_negative, generator)
+                                           for i, k in zip(two, pick, strict=True)]
     hidden = backbone.encode_text(captions + negatives).hidden  # (B + R + P, L, D)
     eps = backbone.predict_noise(torch.cat([z_t, z_t[rel], z_t[two]]), torch.cat([t, t[rel], t[two]]), hidden)
     err = per_sample_error(eps, torch.cat([target, target[rel], target[two]]))  # (B + R + P,)
