@@ -16,7 +16,7 @@ from dptune.demo.report import judge_table
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     cfg = DemoConfig(out_dir=str(out), quick=True, probe_steps=6, tune_steps=4, prompts_per_category=2,
-                     images_per_prompt=1, disc_items=8, validate_every=4, threads=1)
+                     images_per_prompt=1, disc_items=8, validate_every=4, threads=1, sc_curve=[1.0])
     return out, run_demo(cfg, progress=False)
 
 
@@ -27,7 +27,7 @@ def test_demo_writes_report_and_artefacts(demo_run):
     assert (out / "tune" / "best" / "lora" / "pytorch_lora_weights.safetensors").is_file()
     assert (out / "probe" / "final" / "adapter" / "adapter.safetensors").is_file()
     names = [m["name"] for m in results["methods"]]
-    assert names == ["stage-1 probe", "base", "dpt", "dpt+sc"]
+    assert names == ["stage-1 probe", "base", "dpt", "dpt+sc", "dpt+sc eta 1"]
     html = (out / "report.html").read_text()
     assert "what DPT changes here" in html and "data:image/png;base64" in html
 
@@ -36,7 +36,7 @@ def test_demo_numbers_come_from_the_judged_images(demo_run):
     out, results = demo_run
     saved = json.loads((out / "results.json").read_text())
     _, rows, means = judge_table(saved)
-    assert len(rows) == 6  # 3 methods x (ID, OOD)
+    assert len(rows) == 8  # 4 methods x (ID, OOD)
     for m in saved["methods"][1:]:
         for set_name, split in (("shapesworld-id", "ID"), ("shapesworld-ood", "OOD")):
             records = m["generative"][set_name]["images"]
@@ -44,7 +44,7 @@ def test_demo_numbers_come_from_the_judged_images(demo_run):
             assert means[m["name"], split]["overall"] == pytest.approx(correct)
     # same seeds for every method, so image grids line up
     seeds = [[r["seed"] for r in m["generative"]["shapesworld-id"]["images"]] for m in saved["methods"][1:]]
-    assert seeds[0] == seeds[1] == seeds[2]
+    assert seeds[0] == seeds[1] == seeds[2] == seeds[3]
     assert saved["demo"]["total_s"] > 0
 
 
@@ -70,7 +70,7 @@ def test_relation_breakdown_agrees_with_the_verdicts(demo_run):
     out, _ = demo_run
     saved = json.loads((out / "results.json").read_text())
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in relation_breakdown(saved)[2:]]
-    assert len(rows) == 6  # 3 methods x (ID, OOD)
+    assert len(rows) == 8  # 4 methods x (ID, OOD)
     by_method = {m["name"]: m for m in saved["methods"]}
     for name, split, images, missing, both, holds, opposite in rows:
         set_name = {"ID": "shapesworld-id", "OOD": "shapesworld-ood"}[split]
@@ -80,3 +80,31 @@ def test_relation_breakdown_agrees_with_the_verdicts(demo_run):
         assert int(holds) == sum(r["metrics"]["judge"]["score"] for r in recs)
         assert int(holds) <= int(both) and int(opposite) <= int(both)
     assert "## relation failures" in (out / "report.md").read_text()
+
+
+def test_sc_curve_rows_are_the_methods_means(demo_run):
+    """``--sc-curve 1``: the report's strength table lists eta 0 (DPT), 0.5 (DPT + SC) and 1 with each method's
+    own judge means, and plots them."""
+    out, _ = demo_run
+    saved = json.loads((out / "results.json").read_text())
+    _, _, means = judge_table(saved)
+    md = (out / "report.md").read_text()
+    assert "## self-correction strength" in md and (out / "plots" / "sc_curve.png").is_file()
+    section = md.split("## self-correction strength")[1].split("\n## ")[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith("| eta")]
+    name_of = {"0": "dpt", "0.5": "dpt+sc", "1": "dpt+sc eta 1"}
+    assert sorted((r[0], r[1]) for r in rows) == sorted((e, s) for e in name_of for s in ("ID", "OOD"))
+    for eta, split, *values in rows:
+        want = means[name_of[eta], split]
+        assert [float(v) for v in values] == [round(100 * want[c], 1) for c in
+                                              ("colour", "count", "binding", "relation", "overall")]
+
+
+def test_sc_curve_strengths_are_checked():
+    with pytest.raises(ValueError, match="distinct strengths > 0"):
+        DemoConfig(sc_curve=[0.5])  # the default eta is evaluated anyway
+    with pytest.raises(ValueError, match="distinct strengths > 0"):
+        DemoConfig(sc_curve=[1.0, 1.0])
+    with pytest.raises(ValueError, match="distinct strengths > 0"):
+        DemoConfig(sc_curve=[-0.1])

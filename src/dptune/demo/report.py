@@ -7,6 +7,8 @@ import html
 import json
 from pathlib import Path
 
+from dptune.demo.run import SC_CURVE_PREFIX
+
 CATEGORIES = ("colour", "count", "binding", "relation")
 SPLITS = {"shapesworld-id": "ID", "shapesworld-ood": "OOD"}
 
@@ -44,7 +46,7 @@ def summary_lines(results: dict, means: dict) -> list[str]:
             f"overall {100 * base['overall']:.1f}% -> {100 * dpt['overall']:.1f}% (DPT) -> "
             f"{100 * sc['overall']:.1f}% (DPT + SC); colour {d_col:+.1f} points with DPT + SC.")
     for m in results["methods"]:
-        if m["name"].endswith("+sc"):  # same probe as the method without +sc
+        if m["name"].endswith("+sc") or m["name"].startswith(SC_CURVE_PREFIX):  # same probe as "dpt"
             continue
         for set_name, r in (m.get("discriminative") or {}).items():
             itm, rec = r.get("itm", {}), r.get("rec", {})
@@ -108,6 +110,47 @@ def relation_breakdown(results: dict) -> list[str]:
             lines.append(f"| {m['name']} | {split} | {len(records)} | {counts['missing']} | {counts['both']} | "
                          f"{counts['holds']} | {counts['opposite']} |")
     return lines if len(lines) > 2 else []
+
+
+def sc_curve_points(results: dict, means: dict) -> dict[str, list[tuple[float, dict]]]:
+    """Per split, (eta, judge means) of DPT (eta 0), DPT + SC and the extra ``--sc-curve`` strengths, sorted by
+    eta; empty unless the run asked for extra strengths."""
+    names = [m["name"] for m in results["methods"]]
+    if not any(n.startswith(SC_CURVE_PREFIX) for n in names):
+        return {}
+    points: dict[str, list[tuple[float, dict]]] = {}
+    for m in results["methods"]:
+        if m["name"] in ("dpt", "dpt+sc") or m["name"].startswith(SC_CURVE_PREFIX):
+            for split in SPLITS.values():
+                if (m["name"], split) in means:
+                    points.setdefault(split, []).append((float(m["spec"]["eta"]), means[m["name"], split]))
+    return {split: sorted(p, key=lambda x: x[0]) for split, p in points.items()}
+
+
+def sc_curve_section(points: dict, out: Path) -> tuple[list[str], Path]:
+    """Markdown table and plot (``plots/sc_curve.png``) of judge accuracy against self-correction strength."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = ["| eta | split | " + " | ".join((*CATEGORIES, "overall")) + " |", "|---|---|" + "---|" * 5]
+    fig, axes = plt.subplots(1, len(points), figsize=(5 * len(points), 3.2), squeeze=False)
+    for ax, (split, pts) in zip(axes[0], points.items(), strict=True):
+        etas = [e for e, _ in pts]
+        for c in (*CATEGORIES, "overall"):
+            ax.plot(etas, [100 * v[c] for _, v in pts], marker="o", label=c, lw=2.5 if c == "overall" else 1.2)
+        ax.set(title=split, xlabel="self-correction strength eta (0 = DPT)", ylabel="judge accuracy (%)",
+               ylim=(0, 100))
+        ax.legend(fontsize=7)
+        table += [f"| {e:g} | {split} | " + " | ".join(f"{100 * v[c]:.1f}" for c in (*CATEGORIES, "overall"))
+                  + " |" for e, v in pts]
+    fig.tight_layout()
+    path = out / "plots" / "sc_curve.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return table, path
 
 
 def training_curves(out: Path) -> Path | None:
@@ -185,6 +228,15 @@ def write_demo_report(results: dict, out: Path) -> dict:
         intro.append(("\n".join(["## relation failures", "", what, "", *breakdown, ""]),
                       "<h2>relation failures</h2><p>" + html.escape(what) + "</p><pre>"
                       + html.escape("\n".join(breakdown)) + "</pre>"))
+    points = sc_curve_points(results, means)
+    if points:
+        table, plot = sc_curve_section(points, out)
+        what = "Judge accuracy (%) of the tuned model against the self-correction strength (paper Fig. 4b)."
+        b64 = base64.b64encode(plot.read_bytes()).decode("ascii")
+        intro.append(("\n".join(["## self-correction strength", "", what, "", *table, "",
+                                  "![self-correction strength](plots/sc_curve.png)", ""]),
+                      f"<h2>self-correction strength</h2><p>{html.escape(what)}</p><pre>"
+                      f"{html.escape(chr(10).join(table))}</pre><img class='plot' src='data:image/png;base64,{b64}'>"))
     curves = training_curves(out)
     if curves:
         b64 = base64.b64encode(curves.read_bytes()).decode("ascii")

@@ -25,6 +25,7 @@ PRESETS = {
     "quick": dict(probe_steps=60, tune_steps=30, prompts_per_category=4, images_per_prompt=2, disc_items=48,
                   gen_val_prompts=0, validate_every=30),
 }
+SC_CURVE_PREFIX = "dpt+sc eta "  # method names of the self-correction strength curve's extra points
 ABLATIONS = {  # name -> stage-2 loss scales (paper Table 4: global matching, local grounding, MSE)
     "GM only": dict(itm_weight=1.0, rec_weight=0.0, mse_weight=1.0),
     "LG only": dict(itm_weight=0.0, rec_weight=1.0, mse_weight=1.0),
@@ -62,6 +63,8 @@ class DemoConfig:
     text_encoder_lr: float | None = field(None, help="learning rate of the text-encoder LoRA (default: tune_lr)")
     contrast_weight: float = field(0.0, help="stage-2 denoising contrast against the hard negative (extension)")
     eta: float = field(0.5, help="self-correction strength of DPT + SC (paper 0.5)")
+    sc_curve: list[float] = field([], help="more self-correction strengths (e.g. 0.1 1.0): DPT + SC is also "
+                                  "evaluated at each, and the report plots accuracy against eta (paper Fig. 4b)")
     probe_steps: int | None = field(None, help="stage-1 steps (default from the preset)")
     tune_steps: int | None = field(None, help="stage-2 steps (default from the preset)")
     prompts_per_category: int | None = field(None, help="eval prompts per category and split")
@@ -77,6 +80,9 @@ class DemoConfig:
                 setattr(self, key, value)
         if self.probe_steps < 1 or self.tune_steps < 1:
             raise ValueError("probe_steps and tune_steps must be >= 1")
+        if any(e <= 0 or e == self.eta for e in self.sc_curve) or len(set(self.sc_curve)) < len(self.sc_curve):
+            raise ValueError(f"sc_curve {self.sc_curve} must hold distinct strengths > 0 other than eta={self.eta} "
+                             "(eta 0 is DPT, eta itself is DPT + SC: both are always evaluated)")
 
 
 def _train_configs(cfg: DemoConfig, out: Path):
@@ -128,6 +134,7 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
     best = out / "tune" / "best"
     methods = standard_methods(["base", "dpt", "dpt+sc"], cfg.model, str(best / "adapter"), str(best / "lora"),
                                eta=cfg.eta)
+    methods += [replace(methods[-1], name=f"{SC_CURVE_PREFIX}{eta:g}", eta=eta) for eta in cfg.sc_curve]
     stage1 = MethodSpec(name="stage-1 probe", model=cfg.model, adapter=str(out / "probe" / "final" / "adapter"))
     ablations = _run_ablations(cfg, tune_cfg, out, progress) if cfg.ablation else []
     timings["ablation training"] = time.perf_counter() - t0 - sum(timings.values())
