@@ -28,7 +28,8 @@ class TrainConfig:
     data_size: int = field(20_000, help="ShapesWorld: number of distinct training samples")
     val_size: int = field(256, help="held-out samples for ITM / REC validation")
     coco_root: str | None = field(None, help="COCO: folder with annotations/ and train2014/")
-    refcoco_root: str | None = field(None, help="COCO: folder with the converted RefCOCO/+/g JSON index")
+    refcoco_root: str | None = field(None, help="COCO: RefCOCO/+/g index file (`dptune data "
+                                    "convert-refer`) or a folder of MDETR finetune_*.json files")
     negatives: str | None = field(None, help="COCO: hard-negative index from `dptune data mine-negatives`")
     latent_cache: str | None = field(None, help="COCO: latent cache from `dptune data cache-latents`")
     image_size: int | None = field(None, help="training image size; default: the model's native size")
