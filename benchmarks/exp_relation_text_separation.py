@@ -8,7 +8,8 @@ renders (``--relation-share`` relation captions, the rest colour/count/binding; 
 
     MSE (the denoising anchor, all samples)
   + contrast-weight * -log sigmoid((e_flip - e_true) / (0.05 e_mean))    on relation samples (the flip as
-    the negative caption, same noisy latent; dptune.losses.denoising)
+    the negative caption, same noisy latent; dptune.losses.denoising); with --contrast-form positive-hinge
+    relu(e_true - 0.95 e_flip) / e_mean with e_flip detached instead
   + separation-weight * relu(margin - ||H(y) - H(flip y)|| / ||H(y)||)  pushes the flip's token states apart
   + anchor-weight * ||H(y) - H_0(y)||^2 / ||H_0(y)||^2                   keeps every caption where the frozen
     text encoder H_0 put it (so colour, count and binding keep their conditioning)
@@ -78,6 +79,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--relation-share", type=float, default=0.5)
     ap.add_argument("--contrast-weight", type=float, default=1.0)
+    ap.add_argument("--contrast-form", choices=("logistic", "positive-hinge"), default="logistic", help="logistic: "
+                    "dptune.losses.denoising (raises the flip's error and lowers the true one's); positive-hinge: "
+                    "only lowers the true caption's error where it is not 5%% below the flip's (no push on the flip)")
     ap.add_argument("--separation-weight", type=float, default=1.0)
     ap.add_argument("--margin", type=float, default=0.3, help="target relative token-state difference of a flip "
                     "(the shipped encoder's other edits: 0.45-0.66)")
@@ -144,6 +148,15 @@ def training_batch(rng: np.random.Generator, n: int, relation_share: float, leng
         masks.append(m)
         tokens.append(tok)
     return Batch(torch.stack(images), captions, flips, drops, torch.stack(masks), torch.stack(tokens))
+
+
+def contrast(err_pos: torch.Tensor, err_neg: torch.Tensor, form: str) -> torch.Tensor:
+    """The flip contrast on (R,) per-sample errors: dptune's logistic form, or a hinge that only moves the true
+    caption's error (relu(e_pos - 0.95 e_neg) / e_bar, the flip's error detached)."""
+    if form == "logistic":
+        return denoising_contrast_loss(err_pos, err_neg)
+    e_bar = (0.5 * (err_pos + err_neg)).detach().clamp_min(1e-8)
+    return (torch.relu(err_pos - 0.95 * err_neg.detach()) / e_bar).mean()
 
 
 def presence_negative(spec: PromptSpec, k: int, mode: str, generator: torch.Generator) -> str:
@@ -258,7 +271,7 @@ def step_loss(backbone: SDBackbone, ref_encoder, attention: CrossAttention, batc
     err = per_sample_error(eps, torch.cat([target, target[rel], target[two]]))  # (B + R + P,)
     terms = {"mse": err[:bsz].mean()}
     if rel:
-        terms["contrast"] = denoising_contrast_loss(err[rel], err[bsz:bsz + len(rel)])
+        terms["contrast"] = contrast(err[rel], err[bsz:bsz + len(rel)], a.contrast_form)
         h_pos, h_neg = hidden[rel].flatten(1), hidden[bsz:bsz + len(rel)].flatten(1)  # (R, L*D)
         diff = (h_pos - h_neg).norm(dim=1) / h_pos.norm(dim=1)
         terms["separation"] = torch.relu(a.margin - diff).mean()
