@@ -21,9 +21,9 @@ from dptune.utils.config import field
 # (configs/paper_*.yaml); the demo probes the tiny model's up1 (64 x 4 x 4), so a smaller adapter suffices.
 PRESETS = {
     "full": dict(probe_steps=1600, tune_steps=200, prompts_per_category=16, images_per_prompt=2, disc_items=200,
-                 gen_val_prompts=4, validate_every=100),
+                 gen_val_prompts=4, validate_every=100, sc_curve=[0.1, 1.0]),
     "quick": dict(probe_steps=60, tune_steps=30, prompts_per_category=4, images_per_prompt=2, disc_items=48,
-                  gen_val_prompts=0, validate_every=30),
+                  gen_val_prompts=0, validate_every=30, sc_curve=[]),
 }
 SC_CURVE_PREFIX = "dpt+sc eta "  # method names of the self-correction strength curve's extra points
 ABLATIONS = {  # name -> stage-2 loss scales (paper Table 4: global matching, local grounding, MSE)
@@ -63,8 +63,9 @@ class DemoConfig:
     text_encoder_lr: float | None = field(None, help="learning rate of the text-encoder LoRA (default: tune_lr)")
     contrast_weight: float = field(0.0, help="stage-2 denoising contrast against the hard negative (extension)")
     eta: float = field(0.5, help="self-correction strength of DPT + SC (paper 0.5)")
-    sc_curve: list[float] = field([], help="more self-correction strengths (e.g. 0.1 1.0): DPT + SC is also "
-                                  "evaluated at each, and the report plots accuracy against eta (paper Fig. 4b)")
+    sc_curve: list[float] | None = field(None, help="more self-correction strengths: DPT + SC is also evaluated "
+                                         "at each, and the report plots accuracy against eta (paper Fig. 4b); "
+                                         "default 0.1 1.0 (--quick: none)")
     probe_steps: int | None = field(None, help="stage-1 steps (default from the preset)")
     tune_steps: int | None = field(None, help="stage-2 steps (default from the preset)")
     prompts_per_category: int | None = field(None, help="eval prompts per category and split")
@@ -77,7 +78,7 @@ class DemoConfig:
         preset = PRESETS["quick" if self.quick else "full"]
         for key, value in preset.items():
             if getattr(self, key) is None:
-                setattr(self, key, value)
+                setattr(self, key, list(value) if isinstance(value, list) else value)
         if self.probe_steps < 1 or self.tune_steps < 1:
             raise ValueError("probe_steps and tune_steps must be >= 1")
         if any(e <= 0 or e == self.eta for e in self.sc_curve) or len(set(self.sc_curve)) < len(self.sc_curve):
