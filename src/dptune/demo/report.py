@@ -129,10 +129,9 @@ def sc_curve_points(results: dict, means: dict) -> dict[str, list[tuple[float, d
 
 def sc_curve_section(points: dict, out: Path) -> tuple[list[str], Path]:
     """Markdown table and plot (``plots/sc_curve.png``) of judge accuracy against self-correction strength."""
-    import matplotlib
+    from dptune.evaluation.report_plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     table = ["| eta | split | " + " | ".join((*CATEGORIES, "overall")) + " |", "|---|---|" + "---|" * 5]
     fig, axes = plt.subplots(1, len(points), figsize=(5 * len(points), 3.2), squeeze=False)
@@ -155,10 +154,9 @@ def sc_curve_section(points: dict, out: Path) -> tuple[list[str], Path]:
 
 def training_curves(out: Path) -> Path | None:
     """Loss and validation curves of both stages (matplotlib, Agg)."""
-    import matplotlib
+    from dptune.evaluation.report_plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     runs = {s: out / s / "metrics.jsonl" for s in ("probe", "tune")}
     runs = {s: [json.loads(x) for x in p.read_text().splitlines()] for s, p in runs.items() if p.is_file()}
@@ -188,9 +186,7 @@ def training_curves(out: Path) -> Path | None:
 
 
 def write_demo_report(results: dict, out: Path) -> dict:
-    import base64
-
-    from dptune.evaluation.report import write_report
+    from dptune.evaluation.report import png_data_uri, write_report
 
     header, rows, means = judge_table(results)
     demo = results.get("demo", {})
@@ -232,14 +228,12 @@ def write_demo_report(results: dict, out: Path) -> dict:
     if points:
         table, plot = sc_curve_section(points, out)
         what = "Judge accuracy (%) of the tuned model against the self-correction strength (paper Fig. 4b)."
-        b64 = base64.b64encode(plot.read_bytes()).decode("ascii")
         intro.append(("\n".join(["## self-correction strength", "", what, "", *table, "",
                                   "![self-correction strength](plots/sc_curve.png)", ""]),
                       f"<h2>self-correction strength</h2><p>{html.escape(what)}</p><pre>"
-                      f"{html.escape(chr(10).join(table))}</pre><img class='plot' src='data:image/png;base64,{b64}'>"))
+                      f"{html.escape(chr(10).join(table))}</pre><img class='plot' src='{png_data_uri(plot)}'>"))
     curves = training_curves(out)
     if curves:
-        b64 = base64.b64encode(curves.read_bytes()).decode("ascii")
         intro.append(("## training\n\n![training curves](plots/training_curves.png)\n",
-                      f"<h2>training</h2><img class='plot' src='data:image/png;base64,{b64}'>"))
+                      f"<h2>training</h2><img class='plot' src='{png_data_uri(curves)}'>"))
     return write_report(results, out, title="dptune demo: DPT on ShapesWorld", intro=intro)

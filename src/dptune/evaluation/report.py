@@ -210,7 +210,8 @@ def grid_prompt_indices(records: list[dict], n: int) -> list[int]:
     return out
 
 
-def _b64(path: Path) -> str:
+def png_data_uri(path: Path) -> str:
+    """A PNG file as a data: URI, so a report.html carries its images and plots."""
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
@@ -259,7 +260,7 @@ def _grid_html(methods: list[dict], set_name: str, n: int, out_dir: Path) -> str
                 if r and "file" in r and (out_dir / r["file"]).is_file():
                     cls, tip = _verdict(r)
                     imgs.append(
-                        f"<img class='{cls}' src='{_b64(out_dir / r['file'])}' "
+                        f"<img class='{cls}' src='{png_data_uri(out_dir / r['file'])}' "
                         f"title='seed {r['seed']}: {html.escape(tip)}'>"
                     )
             cells.append("<td>" + "".join(imgs) + "</td>")
@@ -346,7 +347,7 @@ def _set_section(
     plot = category_bars(methods, s, next(iter(first["summary"]), ""), out / "plots" / f"{safe}.png")
     if plot:
         md.append(f"![{s}](plots/{plot.name})\n")
-        hb.append(f"<img class='plot' src='{_b64(plot)}'>")
+        hb.append(f"<img class='plot' src='{png_data_uri(plot)}'>")
     md += ["### images (aligned by seed)", "", _grid_md(methods, s, n_grid)]
     hb.append("<h3>images, aligned by seed (frame: judge verdict; hover for the reason)</h3>")
     hb.append(_grid_html(methods, s, n_grid, out))
@@ -395,7 +396,7 @@ def write_report(
         plot = discriminative_bars(methods, out / "plots" / "discriminative.png")
         if plot:
             md.append("![discriminative](plots/discriminative.png)\n")
-            hb.append(f"<img class='plot' src='{_b64(plot)}'>")
+            hb.append(f"<img class='plot' src='{png_data_uri(plot)}'>")
     page = (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{CSS}</style></head><body>{''.join(hb)}</body></html>"

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (reports write files; no display is needed or assumed)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -30,7 +31,7 @@ def category_bars(methods: list[dict[str, Any]], set_name: str, metric: str, pat
         return None
     cats = [c for c in blocks[0][1] if c != "category_mean"]
     scale = metric_scale(metric)
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(cats) * max(1, len(blocks)) / 2, 3.2))
     width = 0.8 / len(blocks)
     x = np.arange(len(cats))
@@ -66,7 +67,7 @@ def discriminative_bars(methods: list[dict[str, Any]], path: Path) -> Path | Non
     ]
     if not rows:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
     for ax, task, key, chance_key in (
         (axes[0], "itm", "overall", "chance_i2t"),
