@@ -132,7 +132,7 @@ def object_masks_and_tokens(spec, scene, text: str, length: int) -> tuple[torch.
 
 
 def training_batch(rng: np.random.Generator, n: int, relation_share: float, length: int) -> Batch:
-    images, captions, flips, drops, masks, tokens = [], [], [], [], [], []
+    images, captions, flips, two_object, masks, tokens = [], [], [], [], [], []
     for _ in range(n):
         rel = rng.random() < relation_share
         category = "relation" if rel else ("colour", "count", "binding")[int(rng.integers(3))]
@@ -143,11 +143,11 @@ def training_batch(rng: np.random.Generator, n: int, relation_share: float, leng
         captions.append("" if not rel and rng.random() < 0.1 else text)
         flips.append(flip_caption(spec) if rel else None)
         two = len(spec.kinds) == 2 and text == captions[-1]
-        drops.append(spec if two else None)
+        two_object.append(spec if two else None)
         m, tok = object_masks_and_tokens(spec, scene, captions[-1], length)
         masks.append(m)
         tokens.append(tok)
-    return Batch(torch.stack(images), captions, flips, drops, torch.stack(masks), torch.stack(tokens))
+    return Batch(torch.stack(images), captions, flips, two_object, torch.stack(masks), torch.stack(tokens))
 
 
 def contrast(err_pos: torch.Tensor, err_neg: torch.Tensor, form: str) -> torch.Tensor:
@@ -249,7 +249,7 @@ def relation_with_flip_negative(pipe, prompts) -> float:
 
 def step_loss(backbone: SDBackbone, ref_encoder, attention: CrossAttention, batch: Batch,
               generator: torch.Generator, a) -> tuple:
-    images, captions, flips, drops = batch.images, batch.captions, batch.flips, batch.two_object
+    images, captions, flips = batch.images, batch.captions, batch.flips
     attention.clear()
     with torch.no_grad():
         z0 = backbone.encode_images(images)  # (B, 4, 8, 8)
@@ -258,13 +258,13 @@ def step_loss(backbone: SDBackbone, ref_encoder, attention: CrossAttention, batc
     big_t = backbone.num_train_timesteps
     t = torch.randint(0, big_t, (bsz,), generator=generator)
     rel = [i for i, f in enumerate(flips) if f is not None]
-    two = [i for i, d in enumerate(drops) if d is not None] if a.presence_weight > 0 else []
+    two = [i for i, spec in enumerate(batch.two_object) if spec is not None] if a.presence_weight > 0 else []
     if a.relation_t_min > 0 and rel:
         t[rel] = torch.randint(int(a.relation_t_min * big_t), big_t, (len(rel),), generator=generator)
     z_t, target = backbone.add_noise(z0, noise, t), backbone.denoise_target(z0, noise, t)
     # drawn here, not in training_batch, so runs without the presence term keep their data stream
     pick = torch.randint(0, 2, (len(two),), generator=generator).tolist()
-    negatives = [flips[i] for i in rel] + [presence_negative(drops[i], k, a.presence_negative, generator)
+    negatives = [flips[i] for i in rel] + [presence_negative(batch.two_object[i], k, a.presence_negative, generator)
                                            for i, k in zip(two, pick, strict=True)]
     hidden = backbone.encode_text(captions + negatives).hidden  # (B + R + P, L, D)
     eps = backbone.predict_noise(torch.cat([z_t, z_t[rel], z_t[two]]), torch.cat([t, t[rel], t[two]]), hidden)
