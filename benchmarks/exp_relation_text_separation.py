@@ -72,7 +72,8 @@ FRACTIONS = (0.2, 0.4, 0.6, 0.8)  # timesteps of the diffusion-classifier check,
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--model", default="shapesworld", help="the base pipeline folder (default: the shipped one)")
+    ap.add_argument("--steps", type=int, default=1000, help="training steps (0: only the step-0 evaluation)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--unet-lr", type=float, default=1e-3)
     ap.add_argument("--text-encoder-lr", type=float, default=1e-3)
@@ -291,7 +292,7 @@ def step_loss(backbone: SDBackbone, ref_encoder, attention: CrossAttention, batc
 def main(argv=None) -> None:
     a = parse_args(argv)
     torch.manual_seed(a.seed)
-    pipe = load_pipeline("shapesworld")
+    pipe = load_pipeline(a.model)
     pipe.set_progress_bar_config(disable=True)
     backbone = SDBackbone.from_pipeline(pipe).freeze()
     ref_encoder = copy.deepcopy(backbone.text_encoder)

@@ -136,3 +136,41 @@ def test_caption_check_rejects_unknown_words():
     assert ids.shape == (2, 16)
     with pytest.raises(ValueError, match="outside world.vocabulary"):
         _tokenize(tok, ["a purple circle"], 16)
+
+
+def test_frozen_text_encoder_and_init_vae(tmp_path, monkeypatch):
+    """--freeze-text-encoder keeps the encoder at its seeded initialisation; --init-vae reuses a VAE as is."""
+    from diffusers import AutoencoderKL
+    from transformers import CLIPTextModel
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    first = tmp_path / "first"
+    train_base(_tiny_cfg(tmp_path, 1), first, progress=False)
+    cfg = _tiny_cfg(tmp_path, 2)
+    cfg.checkpoint_dir, cfg.vae_steps = str(tmp_path / "ckpt2"), 0
+    cfg.freeze_text_encoder, cfg.init_vae = True, str(first)
+    out = tmp_path / "frozen"
+    train_base(cfg, out, progress=False)
+
+    torch.manual_seed(cfg.seed)
+    init = build_components(cfg.model, list(shapesworld.vocabulary()))
+    text = CLIPTextModel.from_pretrained(out / "text_encoder").state_dict()
+    assert all(torch.equal(v, init["text_encoder"].state_dict()[k]) for k, v in text.items())
+    unet_moved = [not torch.equal(v, init["unet"].state_dict()[k]) for k, v in
+                  type(init["unet"]).from_pretrained(out / "unet").state_dict().items()]
+    assert any(unet_moved)
+    vae, vae0 = AutoencoderKL.from_pretrained(out / "vae"), AutoencoderKL.from_pretrained(first / "vae")
+    assert all(torch.equal(v, vae0.state_dict()[k]) for k, v in vae.state_dict().items())
+
+    with pytest.raises(FileNotFoundError, match="init_vae"):
+        bad = _tiny_cfg(tmp_path, 1)
+        bad.checkpoint_dir, bad.init_vae = str(tmp_path / "ckpt3"), str(tmp_path / "missing")
+        train_base(bad, tmp_path / "x", progress=False)
+
+
+def test_cli_switches_parse_as_booleans():
+    from dptune.shapesworld.train_base import build_arg_parser, config_from_args
+
+    parser = build_arg_parser()
+    assert config_from_args(parser.parse_args(["--out", "x", "--freeze-text-encoder"])).freeze_text_encoder is True
+    assert config_from_args(parser.parse_args(["--out", "x"])).freeze_text_encoder is False

@@ -41,6 +41,11 @@ class TrainBaseConfig:
     vae_lr: float = field(1e-3, help="VAE AdamW learning rate")
     kl_weight: float = field(1e-6, help="weight of the VAE KL term (keeps latents loosely near N(0, I))")
     unet_lr: float = field(1e-3, help="U-Net + text encoder AdamW learning rate after warm-up")
+    freeze_text_encoder: bool = field(False, help="keep the text encoder at its random initialisation and train "
+                                      "the U-Net only, as SD trains on a frozen CLIP text encoder (trained "
+                                      "jointly, the encoder learned to ignore the relation words)")
+    init_vae: str = field("", help="start from the VAE of this pipeline folder (e.g. models/shapesworld-sd); "
+                          "with --vae-steps 0 phase A is skipped")
     warmup_steps: int = field(200, help="linear learning-rate warm-up steps of phase B")
     weight_decay: float = field(0.01, help="AdamW weight decay (both phases)")
     max_unet_steps: int = field(100000, help="stop phase B after this many steps")
@@ -177,7 +182,8 @@ def _unet_loss(run: Run, data: dict, empty_ids):
     ids = data["input_ids"][idx].clone()  # (B, L)
     drop = torch.rand(cfg.batch_size, generator=gen) < cfg.empty_caption_prob
     ids[drop] = empty_ids  # the unconditional branch that classifier-free guidance needs
-    hidden = text_encoder(ids)[0]  # (B, L, D): last_hidden_state, as the SD pipeline uses
+    with torch.set_grad_enabled(not cfg.freeze_text_encoder):
+        hidden = text_encoder(ids)[0]  # (B, L, D): last_hidden_state, as the SD pipeline uses
     noise = torch.randn(z0.shape, generator=gen)
     t = torch.randint(0, sched.config.num_train_timesteps, (cfg.batch_size,), generator=gen)
     pred = unet(sched.add_noise(z0, noise, t), t, hidden).sample  # (B, 4, s, s)
@@ -195,7 +201,7 @@ def _train_unet(run: Run, data: dict, progress: bool) -> None:
 
     cfg = run.cfg
     run.modules["unet"].train()
-    run.modules["text_encoder"].train()
+    run.modules["text_encoder"].train(not cfg.freeze_text_encoder)
     empty_ids = _tokenize(run.modules["tokenizer"], [""], cfg.model.max_length)[0]  # (L,)
     named = run.named_trainable()
     budget = 60.0 * cfg.max_minutes
@@ -298,8 +304,11 @@ def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     for f in dataclasses.fields(TrainBaseConfig):
         if f.name != "model":  # architecture options go through --config
-            flag = "--" + f.name.replace("_", "-")
-            p.add_argument(flag, type=type(f.default), help=f"{f.metadata['help']} (default {f.default!r})")
+            flag, text = "--" + f.name.replace("_", "-"), f"{f.metadata['help']} (default {f.default!r})"
+            if isinstance(f.default, bool):  # a switch: type=bool would read "false" as True
+                p.add_argument(flag, action="store_true", default=None, help=text)
+            else:
+                p.add_argument(flag, type=type(f.default), help=text)
     return p
 
 
