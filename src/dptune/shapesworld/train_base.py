@@ -23,7 +23,7 @@ from pathlib import Path
 from dptune.shapesworld.tiny_sd import TinySDConfig, count_params, make_pipeline
 from dptune.shapesworld.tokenizer import save_vocab_files
 from dptune.shapesworld.train_base_state import Run, open_checkpoint
-from dptune.utils.config import field, from_dict, load_config_file, to_dict
+from dptune.utils.config import add_dataclass_args, field, from_dict, merge_config, to_dict
 from dptune.utils.io import ArtefactError, load_tensors, save_json, save_tensors
 
 
@@ -250,6 +250,16 @@ def _save_pipeline(run: Run, out_dir: Path) -> dict:
     return log
 
 
+def _pretrained_vae(name_or_path: str):
+    """The VAE of a saved pipeline (folder or 'shapesworld'); its architecture must match the config's."""
+    from dptune.backbone.loading import ModelNotFoundError, load_pipeline
+
+    try:
+        return load_pipeline(name_or_path).vae
+    except ModelNotFoundError as e:
+        raise ModelNotFoundError(f"init_vae: {e}") from e
+
+
 def train_base(cfg: TrainBaseConfig, out_dir, resume: bool = True, progress: bool = True, world=None) -> dict:
     """Train (or resume) the tiny SD and save it to ``out_dir``; returns the training log.
 
@@ -268,6 +278,8 @@ def train_base(cfg: TrainBaseConfig, out_dir, resume: bool = True, progress: boo
         import dptune.shapesworld as world
     if found is None:
         run = Run(cfg, ckpt_dir, list(world.vocabulary()))
+        if cfg.init_vae:  # only on a fresh start: a checkpoint already holds the VAE
+            run.modules["vae"].load_state_dict(_pretrained_vae(cfg.init_vae).state_dict())
         run.start_phase("vae")
     else:
         run = Run(cfg, ckpt_dir, found[1]["vocabulary"])
@@ -302,22 +314,12 @@ def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.
     p.add_argument("--config", help="YAML/JSON file of TrainBaseConfig options (flags override it)")
     p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints and start over")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    for f in dataclasses.fields(TrainBaseConfig):
-        if f.name != "model":  # architecture options go through --config
-            flag, text = "--" + f.name.replace("_", "-"), f"{f.metadata['help']} (default {f.default!r})"
-            if isinstance(f.default, bool):  # a switch: type=bool would read "false" as True
-                p.add_argument(flag, action="store_true", default=None, help=text)
-            else:
-                p.add_argument(flag, type=type(f.default), help=text)
+    add_dataclass_args(p, TrainBaseConfig, skip=("model",))  # architecture options go through --config
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> TrainBaseConfig:
-    options = load_config_file(args.config) if args.config else {}
-    for f in dataclasses.fields(TrainBaseConfig):
-        if getattr(args, f.name, None) is not None:
-            options[f.name] = getattr(args, f.name)
-    return from_dict(TrainBaseConfig, options)
+    return merge_config(TrainBaseConfig, args, file=args.config)
 
 
 def _sigterm_to_interrupt(signum, frame) -> None:

@@ -43,17 +43,6 @@ class EMA:
                 p.copy_(self.shadow[k])
 
 
-def _pretrained_vae(folder: str):
-    """The VAE of a saved pipeline folder; the architecture must match ``TrainBaseConfig.model``."""
-    from diffusers import AutoencoderKL
-
-    path = Path(folder) / "vae"
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"init_vae={folder!r}: no {path}/config.json; pass a StableDiffusionPipeline folder "
-                                "such as models/shapesworld-sd")
-    return AutoencoderKL.from_pretrained(str(path))
-
-
 class Run:
     """Mutable training state: modules, optimiser, EMA, RNG, counters, losses, and checkpoint I/O."""
 
@@ -63,8 +52,6 @@ class Run:
         self.cfg, self.ckpt_dir, self.vocabulary = cfg, ckpt_dir, vocabulary
         torch.manual_seed(cfg.seed)  # the initial weights (a frozen text encoder keeps them for good)
         self.modules = build_components(cfg.model, vocabulary)
-        if cfg.init_vae:
-            self.modules["vae"].load_state_dict(_pretrained_vae(cfg.init_vae).state_dict())
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.state: dict[str, Any] = {"phase": "vae", "vae_step": 0, "unet_step": 0, "elapsed_s": 0.0}
         self.state.update(scaling_factor=None, losses={"vae": [], "unet": []}, phase_seconds={}, notes={})
