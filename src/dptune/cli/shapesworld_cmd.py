@@ -6,13 +6,17 @@ import argparse
 
 
 def register(sub, name: str) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help="ShapesWorld: train-base, score (exact judge), render samples")
+    p = sub.add_parser(name, help="ShapesWorld: train-base, pretrain-text, score (exact judge), render samples")
     inner = p.add_subparsers(dest="sw_command", metavar="SUBCOMMAND", required=True)
     # train-base owns its options (one per TrainBaseConfig field); they are parsed there, lazily, so that
     # `dptune --help` does not import torch. `dptune shapesworld train-base --help` lists them.
     tb = inner.add_parser("train-base", add_help=False, help="train the tiny ShapesWorld SD from scratch "
                           "(resumable; --help lists its options)")
     tb.set_defaults(_pass_through=True)
+    pt = inner.add_parser("pretrain-text", add_help=False, help="pretrain the text encoder contrastively on "
+                          "ShapesWorld, CLIP-style with hard negatives (for train-base --init-text-encoder; "
+                          "--help lists its options)")
+    pt.set_defaults(_pass_through=True)
     sc = inner.add_parser("score", help="judge accuracy per category on ID and OOD prompts (the model card's "
                           "numbers)")
     sc.add_argument("--model", default="shapesworld", help="diffusers folder or 'shapesworld'")
@@ -37,12 +41,18 @@ def register(sub, name: str) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"train-base": _train_base, "score": _score, "text-check": _text_check,
-            "render": _render}[args.sw_command](args)
+    return {"train-base": _train_base, "pretrain-text": _pretrain_text, "score": _score,
+            "text-check": _text_check, "render": _render}[args.sw_command](args)
 
 
 def _train_base(args) -> int:
     from dptune.shapesworld.train_base import main
+
+    return main(args.extra)
+
+
+def _pretrain_text(args) -> int:
+    from dptune.shapesworld.pretrain_text import main
 
     return main(args.extra)
 

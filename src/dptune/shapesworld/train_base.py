@@ -46,6 +46,9 @@ class TrainBaseConfig:
                                       "jointly, the encoder learned to ignore the relation words)")
     init_vae: str = field("", help="start from the VAE of this pipeline folder (e.g. models/shapesworld-sd); "
                           "with --vae-steps 0 phase A is skipped")
+    init_text_encoder: str = field("", help="start from this text encoder: a folder written by `dptune "
+                                   "shapesworld pretrain-text` or a pipeline folder (with "
+                                   "--freeze-text-encoder: SD's frozen pretrained CLIP, in small)")
     warmup_steps: int = field(200, help="linear learning-rate warm-up steps of phase B")
     weight_decay: float = field(0.01, help="AdamW weight decay (both phases)")
     max_unet_steps: int = field(100000, help="stop phase B after this many steps")
@@ -260,6 +263,19 @@ def _pretrained_vae(name_or_path: str):
         raise ModelNotFoundError(f"init_vae: {e}") from e
 
 
+def _pretrained_text_encoder(folder: str) -> dict:
+    """Weights of ``folder/text_encoder`` (pretrain-text output or a pipeline folder) for the config's encoder."""
+    from safetensors.torch import load_file
+
+    path = Path(folder) / "text_encoder" / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"init_text_encoder: {path} not found; pass a folder written by `dptune shapesworld pretrain-text` "
+            "or a saved pipeline folder"
+        )
+    return load_file(str(path))
+
+
 def train_base(cfg: TrainBaseConfig, out_dir, resume: bool = True, progress: bool = True, world=None) -> dict:
     """Train (or resume) the tiny SD and save it to ``out_dir``; returns the training log.
 
@@ -280,6 +296,12 @@ def train_base(cfg: TrainBaseConfig, out_dir, resume: bool = True, progress: boo
         run = Run(cfg, ckpt_dir, list(world.vocabulary()))
         if cfg.init_vae:  # only on a fresh start: a checkpoint already holds the VAE
             run.modules["vae"].load_state_dict(_pretrained_vae(cfg.init_vae).state_dict())
+        if cfg.init_text_encoder:
+            try:
+                run.modules["text_encoder"].load_state_dict(_pretrained_text_encoder(cfg.init_text_encoder))
+            except RuntimeError as e:  # missing keys or size mismatch: another architecture or vocabulary
+                raise ValueError(f"init_text_encoder: {cfg.init_text_encoder} does not fit model: {e}; "
+                                 "pretrain it with the same model options") from e
         run.start_phase("vae")
     else:
         run = Run(cfg, ckpt_dir, found[1]["vocabulary"])

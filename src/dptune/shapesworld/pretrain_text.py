@@ -1,0 +1,279 @@
+"""Pretrain the tiny text encoder contrastively on ShapesWorld, CLIP-style, before the U-Net sees it.
+
+Real Stable Diffusion trains its U-Net on a *frozen, pretrained* CLIP text encoder. The shipped tiny model
+instead trained its encoder jointly with the U-Net, and that encoder learned to drop the relation words
+(``dptune shapesworld text-check``); a frozen *random* encoder keeps them but gives the U-Net poor features
+(docs/relations.md). This is the missing analogue of CLIP pretraining: the text encoder and a small image
+encoder are trained with the symmetric InfoNCE loss of CLIP (Radford et al. 2021), with minimally edited
+captions (colour, shape, count, swap, flip) as extra text negatives of every image, as NegCLIP
+(Yuksekgonul et al. 2023) adds hard negatives. Then ``train-base --init-text-encoder OUT
+--freeze-text-encoder`` trains the U-Net on it.
+
+Training data are training-split renders and ID-only hard negatives, so held-out compositions stay unseen.
+Output: ``OUT/text_encoder`` (a ``CLIPTextModel`` folder, safetensors) and ``OUT/pretrain_log.json`` with the
+config, the loss curve and held-out accuracy (image prefers its caption over each hard negative) per edit.
+
+CLI: ``dptune shapesworld pretrain-text --out runs/text_pretrained``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dptune.shapesworld.grammar import caption
+from dptune.shapesworld.negatives import sample_hard_negative
+from dptune.shapesworld.tiny_sd import TinySDConfig
+from dptune.utils.config import add_dataclass_args, field, from_dict, merge_config, to_dict
+
+
+@dataclass
+class PretrainTextConfig:
+    """Options of :func:`pretrain_text` (text-encoder architecture in ``model``)."""
+
+    model: TinySDConfig = dataclasses.field(
+        default_factory=TinySDConfig, metadata={"help": "architecture (TinySDConfig options as a mapping)"}
+    )
+    seed: int = field(0, help="seed of the renders, the negatives and the initialisation")
+    num_images: int = field(30000, help="training renders (the same stream train-base renders)")
+    negatives_per_image: int = field(2, help="hard-negative captions per training image (drawn once, ID-only edits)")
+    batch_size: int = field(128, help="images per step (in-batch captions are negatives too)")
+    steps: int = field(3000, help="optimisation steps")
+    lr: float = field(1e-3, help="AdamW learning rate (after a 100-step warm-up)")
+    weight_decay: float = field(0.01, help="AdamW weight decay")
+    embed_dim: int = field(64, help="width of the joint image-text embedding")
+    eval_items: int = field(256, help="held-out ID and OOD items for the per-edit accuracy")
+    threads: int = field(2, help="torch CPU threads")
+    log_every: int = field(100, help="record the mean loss every this many steps")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            self.model = from_dict(TinySDConfig, self.model)
+        for name in (
+            "num_images",
+            "negatives_per_image",
+            "batch_size",
+            "steps",
+            "embed_dim",
+            "eval_items",
+            "threads",
+            "log_every",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be > 0")
+        if self.batch_size > self.num_images:
+            raise ValueError(f"batch_size={self.batch_size} exceeds num_images={self.num_images}; lower it")
+
+
+def build_image_encoder(embed_dim: int, image_size: int = 32):
+    """A small CNN whose flattened map keeps *where* things are (a global pool would lose left/right)."""
+    from torch import nn
+
+    side = image_size // 4
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1),
+        nn.GELU(),
+        nn.Conv2d(32, 64, 3, stride=2, padding=1),
+        nn.GELU(),
+        nn.Conv2d(64, 64, 3, stride=2, padding=1),
+        nn.GELU(),  # (B, 64, S/4, S/4)
+        nn.Flatten(),
+        nn.Linear(64 * side * side, 256),
+        nn.GELU(),
+        nn.Linear(256, embed_dim),
+    )
+
+
+def _training_data(cfg: PretrainTextConfig, tokenizer):
+    """Pixels (N, 3, S, S) in [-1, 1], caption ids (N, L) and K hard-negative ids per image (N, K, L)."""
+    import torch
+
+    from dptune.shapesworld.pairs import training_scene
+    from dptune.shapesworld.render import render_scene
+    from dptune.shapesworld.train_base import _to_pixels, _tokenize
+
+    images, captions, negatives = [], [], []
+    rng = np.random.default_rng([cfg.seed, 11])
+    for i in range(cfg.num_images):
+        spec, scene = training_scene(i, cfg.seed)  # the images train-base trains the U-Net on
+        images.append(render_scene(scene))
+        captions.append(caption(spec))
+        negatives += [caption(sample_hard_negative(spec, rng, id_only=True)[1]) for _ in range(cfg.negatives_per_image)]
+    n, k, length = cfg.num_images, cfg.negatives_per_image, cfg.model.max_length
+    ids = _tokenize(tokenizer, captions, length)  # (N, L)
+    neg_ids = _tokenize(tokenizer, negatives, length).view(n, k, length)  # (N, K, L)
+    return _to_pixels(np.stack(images)), ids, neg_ids.to(torch.long)
+
+
+def _held_out(split: str, n: int, seed: int) -> list[tuple[np.ndarray, str, str, str]]:
+    """(image, caption, hard negative, edit) items of a dataset split (new scenes; OOD = held-out ones)."""
+    from dptune.shapesworld.dataset import ShapesWorldDataset
+    from dptune.shapesworld.render import render_scene
+
+    ds = ShapesWorldDataset(split, size=n, seed=seed + 1)
+    out = []
+    for i in range(n):
+        r = ds.record(i)
+        out.append((render_scene(r.scene), caption(r.spec), caption(r.hn_spec), r.hn_edit))
+    return out
+
+
+class _Model:
+    """Text encoder + projection and image encoder, with CLIP's learnable temperature."""
+
+    def __init__(self, cfg: PretrainTextConfig, text_encoder):
+        import torch
+        from torch import nn
+
+        self.text_encoder = text_encoder
+        self.text_proj = nn.Linear(cfg.model.text_hidden, cfg.embed_dim, bias=False)
+        self.image_encoder = build_image_encoder(cfg.embed_dim, cfg.model.image_size)
+        self.log_scale = nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))
+
+    def parameters(self) -> list:
+        mods = (self.text_encoder, self.text_proj, self.image_encoder)
+        return [p for m in mods for p in m.parameters()] + [self.log_scale]
+
+    def text(self, ids):
+        import torch.nn.functional as F
+
+        pooled = self.text_encoder(ids).pooler_output  # (N, D): the EOS state, SD's pooled CLIP(y)
+        return F.normalize(self.text_proj(pooled), dim=-1)  # (N, E)
+
+    def image(self, pixels):
+        import torch.nn.functional as F
+
+        return F.normalize(self.image_encoder(pixels), dim=-1)  # (B, E)
+
+    def train(self, mode: bool = True) -> None:
+        for m in (self.text_encoder, self.text_proj, self.image_encoder):
+            m.train(mode)
+
+
+def contrastive_loss(model: _Model, pixels, ids, neg_ids):
+    """Symmetric InfoNCE (CLIP); image -> text also ranks the image's own hard negatives (NegCLIP)."""
+    import torch
+    import torch.nn.functional as F
+
+    b, k, length = neg_ids.shape
+    img = model.image(pixels)  # (B, E)
+    txt = model.text(torch.cat([ids, neg_ids.reshape(b * k, length)]))  # (B + B*K, E)
+    scale = model.log_scale.clamp(max=float(np.log(100.0))).exp()
+    target = torch.arange(b)
+    i2t = scale * img @ txt.T  # (B, B + B*K): every caption and every hard negative of the batch
+    t2i = scale * txt[:b] @ img.T  # (B, B)
+    return 0.5 * (F.cross_entropy(i2t, target) + F.cross_entropy(t2i, target))
+
+
+def edit_accuracy(model: _Model, tokenizer, items, length: int) -> dict[str, float]:
+    """Share of items whose image scores its caption above its hard negative, per edit kind."""
+    import torch
+
+    from dptune.shapesworld.train_base import _to_pixels, _tokenize
+
+    with torch.no_grad():
+        img = model.image(_to_pixels(np.stack([it[0] for it in items])))  # (N, E)
+        pos = model.text(_tokenize(tokenizer, [it[1] for it in items], length))
+        neg = model.text(_tokenize(tokenizer, [it[2] for it in items], length))
+    right = ((img * pos).sum(-1) > (img * neg).sum(-1)).tolist()  # (N,)
+    out: dict[str, list[bool]] = {}
+    for ok, it in zip(right, items, strict=True):
+        out.setdefault(it[3], []).append(ok)
+    acc = {edit: round(float(np.mean(v)), 4) for edit, v in sorted(out.items())}
+    acc["all"] = round(float(np.mean(right)), 4)
+    return acc
+
+
+def _save(text_encoder, log: dict, out_dir: Path) -> None:
+    """Write ``out_dir`` whole or not at all: a temp folder renamed into place."""
+    from dptune.utils.io import save_json
+
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    text_encoder.save_pretrained(str(tmp / "text_encoder"), safe_serialization=True)
+    save_json(tmp / "pretrain_log.json", log)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+
+
+def pretrain_text(cfg: PretrainTextConfig, out_dir, progress: bool = True) -> dict:
+    """Train the text encoder contrastively; save it to ``out_dir/text_encoder``; return the log."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from dptune.shapesworld import vocabulary
+    from dptune.shapesworld.tiny_sd import build_text_encoder
+    from dptune.shapesworld.tokenizer import build_clip_tokenizer
+
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    start = time.monotonic()
+    tokenizer = build_clip_tokenizer(list(vocabulary()), max_length=cfg.model.max_length)
+    model = _Model(cfg, build_text_encoder(cfg.model, tokenizer))
+    pixels, ids, neg_ids = _training_data(cfg, tokenizer)
+    held_out = {s: _held_out(s, cfg.eval_items, cfg.seed) for s in ("id", "ood")}
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    losses, window = [], []
+    model.train()
+    for step in tqdm(range(cfg.steps), desc="text pretraining", disable=not progress):
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * min(1.0, (step + 1) / 100)
+        idx = torch.randint(cfg.num_images, (cfg.batch_size,), generator=gen)
+        loss = contrastive_loss(model, pixels[idx], ids[idx], neg_ids[idx])
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"pretrain_text: loss is {loss.item()} at step {step}; lower --lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        window.append(loss.item())
+        if len(window) == cfg.log_every:
+            losses.append([step + 1, round(float(np.mean(window)), 4)])
+            window = []
+    model.train(False)
+    acc = {s: edit_accuracy(model, tokenizer, items, cfg.model.max_length) for s, items in held_out.items()}
+    log = {
+        "config": to_dict(cfg),
+        "losses": losses,
+        "held_out_accuracy": acc,
+        "wall_time_s": round(time.monotonic() - start, 1),
+    }
+    _save(model.text_encoder, log, Path(out_dir))
+    return log
+
+
+def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    p = parser or argparse.ArgumentParser(description="Pretrain the tiny text encoder contrastively (CLIP-style).")
+    p.add_argument("--out", required=True, help="output folder (text_encoder/ + pretrain_log.json)")
+    p.add_argument("--config", help="YAML/JSON file of PretrainTextConfig options (flags override it)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_dataclass_args(p, PretrainTextConfig, skip=("model",))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_arg_parser().parse_args(argv)
+    try:
+        cfg = merge_config(PretrainTextConfig, args, file=args.config)
+        log = pretrain_text(cfg, args.out, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError, FloatingPointError) as e:
+        print(f"pretrain_text: error: {e}", file=sys.stderr)
+        return 2
+    acc = log["held_out_accuracy"]
+    print(
+        f"saved {args.out}/text_encoder in {log['wall_time_s'] / 60:.1f} min; caption vs hard negative, "
+        f"ID {acc['id']} / OOD {acc['ood']}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
