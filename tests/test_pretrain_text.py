@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dptune.shapesworld.pretrain_text import PretrainTextConfig, _Model, contrastive_loss, main, pretrain_text
+from dptune.shapesworld.pretrain_text import DualEncoder, PretrainTextConfig, contrastive_loss, main, pretrain_text
 
 TINY_MODEL = dict(
     text_hidden=16,
@@ -33,7 +33,7 @@ def _model(cfg):
     from dptune.shapesworld.tokenizer import build_clip_tokenizer
 
     tok = build_clip_tokenizer(list(vocabulary()), max_length=cfg.model.max_length)
-    return _Model(cfg, build_text_encoder(cfg.model, tok)), tok
+    return DualEncoder(cfg, build_text_encoder(cfg.model, tok)), tok
 
 
 def test_loss_ranks_own_caption_over_hard_negatives():

@@ -27,6 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 from dptune.shapesworld.grammar import caption
 from dptune.shapesworld.negatives import sample_hard_negative
@@ -74,8 +77,6 @@ class PretrainTextConfig:
 
 def build_image_encoder(embed_dim: int, image_size: int = 32):
     """A small CNN whose flattened map keeps *where* things are (a global pool would lose left/right)."""
-    from torch import nn
-
     side = image_size // 4
     return nn.Sequential(
         nn.Conv2d(3, 32, 3, padding=1),
@@ -93,8 +94,6 @@ def build_image_encoder(embed_dim: int, image_size: int = 32):
 
 def _training_data(cfg: PretrainTextConfig, tokenizer):
     """Pixels (N, 3, S, S) in [-1, 1], caption ids (N, L) and K hard-negative ids per image (N, K, L)."""
-    import torch
-
     from dptune.shapesworld.pairs import training_scene
     from dptune.shapesworld.render import render_scene
     from dptune.shapesworld.train_base import _to_pixels, _tokenize
@@ -125,43 +124,26 @@ def _held_out(split: str, n: int, seed: int) -> list[tuple[np.ndarray, str, str,
     return out
 
 
-class _Model:
+class DualEncoder(nn.Module):
     """Text encoder + projection and image encoder, with CLIP's learnable temperature."""
 
-    def __init__(self, cfg: PretrainTextConfig, text_encoder):
-        import torch
-        from torch import nn
-
+    def __init__(self, cfg: PretrainTextConfig, text_encoder: nn.Module):
+        super().__init__()
         self.text_encoder = text_encoder
         self.text_proj = nn.Linear(cfg.model.text_hidden, cfg.embed_dim, bias=False)
         self.image_encoder = build_image_encoder(cfg.embed_dim, cfg.model.image_size)
         self.log_scale = nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))
 
-    def parameters(self) -> list:
-        mods = (self.text_encoder, self.text_proj, self.image_encoder)
-        return [p for m in mods for p in m.parameters()] + [self.log_scale]
-
-    def text(self, ids):
-        import torch.nn.functional as F
-
+    def text(self, ids: torch.Tensor) -> torch.Tensor:
         pooled = self.text_encoder(ids).pooler_output  # (N, D): the EOS state, SD's pooled CLIP(y)
         return F.normalize(self.text_proj(pooled), dim=-1)  # (N, E)
 
-    def image(self, pixels):
-        import torch.nn.functional as F
-
+    def image(self, pixels: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.image_encoder(pixels), dim=-1)  # (B, E)
 
-    def train(self, mode: bool = True) -> None:
-        for m in (self.text_encoder, self.text_proj, self.image_encoder):
-            m.train(mode)
 
-
-def contrastive_loss(model: _Model, pixels, ids, neg_ids):
+def contrastive_loss(model: DualEncoder, pixels, ids, neg_ids):
     """Symmetric InfoNCE (CLIP); image -> text also ranks the image's own hard negatives (NegCLIP)."""
-    import torch
-    import torch.nn.functional as F
-
     b, k, length = neg_ids.shape
     img = model.image(pixels)  # (B, E)
     txt = model.text(torch.cat([ids, neg_ids.reshape(b * k, length)]))  # (B + B*K, E)
@@ -172,10 +154,8 @@ def contrastive_loss(model: _Model, pixels, ids, neg_ids):
     return 0.5 * (F.cross_entropy(i2t, target) + F.cross_entropy(t2i, target))
 
 
-def edit_accuracy(model: _Model, tokenizer, items, length: int) -> dict[str, float]:
+def edit_accuracy(model: DualEncoder, tokenizer, items, length: int) -> dict[str, float]:
     """Share of items whose image scores its caption above its hard negative, per edit kind."""
-    import torch
-
     from dptune.shapesworld.train_base import _to_pixels, _tokenize
 
     with torch.no_grad():
@@ -206,7 +186,6 @@ def _save(text_encoder, log: dict, out_dir: Path) -> None:
 
 def pretrain_text(cfg: PretrainTextConfig, out_dir, progress: bool = True) -> dict:
     """Train the text encoder contrastively; save it to ``out_dir/text_encoder``; return the log."""
-    import torch
     from tqdm.auto import tqdm
 
     from dptune.shapesworld import vocabulary
@@ -217,7 +196,7 @@ def pretrain_text(cfg: PretrainTextConfig, out_dir, progress: bool = True) -> di
     torch.manual_seed(cfg.seed)
     start = time.monotonic()
     tokenizer = build_clip_tokenizer(list(vocabulary()), max_length=cfg.model.max_length)
-    model = _Model(cfg, build_text_encoder(cfg.model, tokenizer))
+    model = DualEncoder(cfg, build_text_encoder(cfg.model, tokenizer))
     pixels, ids, neg_ids = _training_data(cfg, tokenizer)
     held_out = {s: _held_out(s, cfg.eval_items, cfg.seed) for s in ("id", "ood")}
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -238,7 +217,7 @@ def pretrain_text(cfg: PretrainTextConfig, out_dir, progress: bool = True) -> di
         if len(window) == cfg.log_every:
             losses.append([step + 1, round(float(np.mean(window)), 4)])
             window = []
-    model.train(False)
+    model.eval()
     acc = {s: edit_accuracy(model, tokenizer, items, cfg.model.max_length) for s, items in held_out.items()}
     log = {
         "config": to_dict(cfg),
