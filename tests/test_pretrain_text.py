@@ -98,3 +98,10 @@ def test_pretrain_writes_encoder_that_train_base_loads(tmp_path, monkeypatch):
 def test_cli_rejects_bad_option(capsys):
     assert main(["--out", "/nonexistent/x", "--steps", "0"]) == 2
     assert "steps" in capsys.readouterr().err
+
+
+def test_dptune_cli_passes_options_through(capsys):
+    from dptune.cli.main import main as dptune_main
+
+    assert dptune_main(["shapesworld", "pretrain-text", "--out", "/nonexistent/x", "--batch-size", "0"]) == 2
+    assert "batch_size" in capsys.readouterr().err
