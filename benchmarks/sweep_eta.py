@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--run", default="runs/demo", help="a demo/tune output with tune/best/{adapter,lora}")
     ap.add_argument("--etas", type=float, nargs="+", default=[0.0, 0.1, 0.5, 1.0])
     ap.add_argument("--window", type=float, nargs=2, default=[0.0, 1.0], help="fraction of steps corrected")
+    ap.add_argument("--normalize-grad", action="store_true", help="unit-RMS gradient (eta = RMS step, ~0.05-0.2)")
     ap.add_argument("--prompts-per-category", type=int, default=16)
     ap.add_argument("--images-per-prompt", type=int, default=2)
     ap.add_argument("--out", default="runs/sweep_eta")
@@ -29,15 +30,17 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(2)
     best = Path(args.run) / "tune" / "best"
+    sc = {"window": list(args.window), "normalize_grad": args.normalize_grad}
     specs = [MethodSpec(name=f"eta {eta:g}", model="shapesworld", adapter=str(best / "adapter"),
-                        lora=str(best / "lora"), eta=eta, sc={"window": list(args.window)} if eta > 0 else {})
+                        lora=str(best / "lora"), eta=eta, sc=sc if eta > 0 else {})
              for eta in args.etas]
     cfg = EvalConfig(prompts=["shapesworld-id", "shapesworld-ood"], prompts_per_category=args.prompts_per_category,
                      images_per_prompt=args.images_per_prompt, out=args.out, n_boot=500)
     results = evaluate_methods(specs, cfg, progress=False)
     table = {m["name"]: {s: {c: round(r["summary"]["judge"][c]["mean"], 3) for c in CATEGORIES}
                          for s, r in m["generative"].items()} for m in results["methods"]}
-    line = {"benchmark": "sweep_eta", "run": args.run, "window": args.window, "judge": table}
+    line = {"benchmark": "sweep_eta", "run": args.run, "window": args.window,
+            "normalize_grad": args.normalize_grad, "judge": table}
     print(json.dumps(line))
     return line
 
