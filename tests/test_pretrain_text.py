@@ -9,17 +9,7 @@ import pytest
 import torch
 
 from dptune.shapesworld.pretrain_text import DualEncoder, PretrainTextConfig, contrastive_loss, main, pretrain_text
-
-TINY_MODEL = dict(
-    text_hidden=16,
-    text_heads=2,
-    text_ffn=32,
-    vae_channels=[8, 16, 16],
-    vae_norm_groups=8,
-    unet_channels=[16, 32, 32],
-    unet_norm_groups=8,
-    attention_head_dim=4,
-)
+from test_tiny_sd import TINY_MODEL
 
 
 def _cfg(**kw) -> PretrainTextConfig:

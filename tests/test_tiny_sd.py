@@ -65,19 +65,22 @@ def test_config_validation():
     assert isinstance(TrainBaseConfig(model={"text_layers": 1}).model, TinySDConfig)
 
 
+# The smallest architecture that still builds every component (shared with test_pretrain_text).
+TINY_MODEL = dict(
+    vae_channels=[8, 16, 16],
+    vae_norm_groups=8,
+    unet_channels=[16, 32, 32],
+    unet_norm_groups=8,
+    text_hidden=16,
+    text_heads=2,
+    text_ffn=32,
+    attention_head_dim=4,
+)
+
+
 def _tiny_cfg(tmp_path, unet_steps: int) -> TrainBaseConfig:
-    model = dict(
-        vae_channels=[8, 16, 16],
-        vae_norm_groups=8,
-        unet_channels=[16, 32, 32],
-        unet_norm_groups=8,
-        text_hidden=16,
-        text_heads=2,
-        text_ffn=32,
-        attention_head_dim=4,
-    )
     return TrainBaseConfig(
-        model=model,
+        model=dict(TINY_MODEL),
         num_images=48,
         batch_size=8,
         vae_steps=3,
@@ -129,13 +132,13 @@ def test_cli_rejects_bad_option(capsys):
 
 
 def test_caption_check_rejects_unknown_words():
-    from dptune.shapesworld.train_base import _tokenize
+    from dptune.shapesworld.train_base import tokenize_captions
 
     tok = build_clip_tokenizer(WORDS)
-    ids = _tokenize(tok, ["a red circle", "two blue squares"], 16)
+    ids = tokenize_captions(tok, ["a red circle", "two blue squares"], 16)
     assert ids.shape == (2, 16)
     with pytest.raises(ValueError, match="outside world.vocabulary"):
-        _tokenize(tok, ["a purple circle"], 16)
+        tokenize_captions(tok, ["a purple circle"], 16)
 
 
 def test_frozen_text_encoder_and_init_vae(tmp_path, monkeypatch):

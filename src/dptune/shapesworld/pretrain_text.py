@@ -34,7 +34,8 @@ from torch import nn
 from dptune.shapesworld.grammar import caption
 from dptune.shapesworld.negatives import sample_hard_negative
 from dptune.shapesworld.tiny_sd import TinySDConfig
-from dptune.utils.config import add_dataclass_args, field, from_dict, merge_config, to_dict
+from dptune.shapesworld.train_base import to_pixels, tokenize_captions
+from dptune.utils.config import add_dataclass_args, field, from_dict, merge_config, require_positive, to_dict
 
 
 @dataclass
@@ -59,18 +60,8 @@ class PretrainTextConfig:
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
             self.model = from_dict(TinySDConfig, self.model)
-        for name in (
-            "num_images",
-            "negatives_per_image",
-            "batch_size",
-            "steps",
-            "embed_dim",
-            "eval_items",
-            "threads",
-            "log_every",
-        ):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be > 0")
+        require_positive(self, ("num_images", "negatives_per_image", "batch_size", "steps", "embed_dim",
+                                "eval_items", "threads", "log_every"))
         if self.batch_size > self.num_images:
             raise ValueError(f"batch_size={self.batch_size} exceeds num_images={self.num_images}; lower it")
 
@@ -96,7 +87,6 @@ def _training_data(cfg: PretrainTextConfig, tokenizer):
     """Pixels (N, 3, S, S) in [-1, 1], caption ids (N, L) and K hard-negative ids per image (N, K, L)."""
     from dptune.shapesworld.pairs import training_scene
     from dptune.shapesworld.render import render_scene
-    from dptune.shapesworld.train_base import _to_pixels, _tokenize
 
     images, captions, negatives = [], [], []
     rng = np.random.default_rng([cfg.seed, 11])
@@ -106,9 +96,9 @@ def _training_data(cfg: PretrainTextConfig, tokenizer):
         captions.append(caption(spec))
         negatives += [caption(sample_hard_negative(spec, rng, id_only=True)[1]) for _ in range(cfg.negatives_per_image)]
     n, k, length = cfg.num_images, cfg.negatives_per_image, cfg.model.max_length
-    ids = _tokenize(tokenizer, captions, length)  # (N, L)
-    neg_ids = _tokenize(tokenizer, negatives, length).view(n, k, length)  # (N, K, L)
-    return _to_pixels(np.stack(images)), ids, neg_ids.to(torch.long)
+    ids = tokenize_captions(tokenizer, captions, length)  # (N, L)
+    neg_ids = tokenize_captions(tokenizer, negatives, length).view(n, k, length)  # (N, K, L)
+    return to_pixels(np.stack(images)), ids, neg_ids
 
 
 def _held_out(split: str, n: int, seed: int) -> list[tuple[np.ndarray, str, str, str]]:
@@ -156,12 +146,11 @@ def contrastive_loss(model: DualEncoder, pixels, ids, neg_ids):
 
 def edit_accuracy(model: DualEncoder, tokenizer, items, length: int) -> dict[str, float]:
     """Share of items whose image scores its caption above its hard negative, per edit kind."""
-    from dptune.shapesworld.train_base import _to_pixels, _tokenize
 
     with torch.no_grad():
-        img = model.image(_to_pixels(np.stack([it[0] for it in items])))  # (N, E)
-        pos = model.text(_tokenize(tokenizer, [it[1] for it in items], length))
-        neg = model.text(_tokenize(tokenizer, [it[2] for it in items], length))
+        img = model.image(to_pixels(np.stack([it[0] for it in items])))  # (N, E)
+        pos = model.text(tokenize_captions(tokenizer, [it[1] for it in items], length))
+        neg = model.text(tokenize_captions(tokenizer, [it[2] for it in items], length))
     right = ((img * pos).sum(-1) > (img * neg).sum(-1)).tolist()  # (N,)
     out: dict[str, list[bool]] = {}
     for ok, it in zip(right, items, strict=True):

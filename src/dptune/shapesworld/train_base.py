@@ -23,7 +23,7 @@ from pathlib import Path
 from dptune.shapesworld.tiny_sd import TinySDConfig, count_params, make_pipeline
 from dptune.shapesworld.tokenizer import save_vocab_files
 from dptune.shapesworld.train_base_state import Run, open_checkpoint
-from dptune.utils.config import add_dataclass_args, field, from_dict, merge_config, to_dict
+from dptune.utils.config import add_dataclass_args, field, from_dict, merge_config, require_positive, to_dict
 from dptune.utils.io import ArtefactError, load_tensors, save_json, save_tensors
 
 
@@ -64,9 +64,9 @@ class TrainBaseConfig:
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
             self.model = from_dict(TinySDConfig, self.model)
-        for name in ("num_images", "batch_size", "threads", "log_every", "max_minutes", "checkpoint_minutes"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be > 0")
+        require_positive(
+            self, ("num_images", "batch_size", "threads", "log_every", "max_minutes", "checkpoint_minutes")
+        )
         for name in ("vae_steps", "max_unet_steps", "warmup_steps", "min_snr_gamma", "weight_decay"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
@@ -95,14 +95,14 @@ def _render(world, cfg: TrainBaseConfig):
     return images, list(captions)
 
 
-def _to_pixels(images_u8):
+def to_pixels(images_u8):
     """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1], the VAE's input range."""
     import torch
 
     return torch.from_numpy(images_u8).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
-def _tokenize(tokenizer, captions: list[str], max_length: int):
+def tokenize_captions(tokenizer, captions: list[str], max_length: int):
     """Token ids (N, L) padded to ``max_length``; refuse captions the model would silently mangle."""
     enc = tokenizer(captions, padding="max_length", max_length=max_length, return_tensors="pt")
     ids = enc.input_ids  # (N, L)
@@ -166,7 +166,7 @@ def _encode_dataset(run: Run, pixels, captions: list[str], data_path: Path) -> N
     run.state["notes"].update(
         latent_mean=float(sample.mean()), latent_std=float(sample.std()), vae_train_recon_mse_pm1=rec_mse
     )
-    ids = _tokenize(run.modules["tokenizer"], captions, run.cfg.model.max_length)
+    ids = tokenize_captions(run.modules["tokenizer"], captions, run.cfg.model.max_length)
     save_tensors(data_path, {"latent_mean": mean, "latent_std": std, "input_ids": ids})
 
 
@@ -205,7 +205,7 @@ def _train_unet(run: Run, data: dict, progress: bool) -> None:
     cfg = run.cfg
     run.modules["unet"].train()
     run.modules["text_encoder"].train(not cfg.freeze_text_encoder)
-    empty_ids = _tokenize(run.modules["tokenizer"], [""], cfg.model.max_length)[0]  # (L,)
+    empty_ids = tokenize_captions(run.modules["tokenizer"], [""], cfg.model.max_length)[0]  # (L,)
     named = run.named_trainable()
     budget = 60.0 * cfg.max_minutes
     bar = tqdm(total=cfg.max_unet_steps, initial=run.state["unet_step"], desc="U-Net", disable=not progress)
@@ -310,7 +310,7 @@ def train_base(cfg: TrainBaseConfig, out_dir, resume: bool = True, progress: boo
     try:
         if run.state["phase"] == "vae":
             images, captions = _render(world, cfg)
-            pixels = _to_pixels(images)  # (N, 3, S, S)
+            pixels = to_pixels(images)  # (N, 3, S, S)
             run.lap("vae")
             _train_vae(run, pixels, progress)
             run.lap("encode")

@@ -35,6 +35,13 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     return cls(**data)
 
 
+def require_positive(cfg: Any, names: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` naming the first option of ``names`` that is not > 0."""
+    for name in names:
+        if getattr(cfg, name) <= 0:
+            raise ValueError(f"{name}={getattr(cfg, name)} must be > 0")
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON config file into a dict."""
     path = Path(path)
