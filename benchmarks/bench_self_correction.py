@@ -8,7 +8,8 @@ Two models, random weights where no trained ones exist (only timing matters here
     affect the per-step cost this benchmark is about.
 Both use the paper's default adapter (d 256, 110 queries) on the mid block, random weights.
 
-Each round runs plain / every-step / default-window generation (rotating order) and one breakdown sample
+Each round runs plain / every-step / default-window / grounded (extension, default window) generation
+(rotating order) and one breakdown sample
 (plain CFG U-Net pass, truncated forward to the mid block + adapter, its backward), so load from other
 processes hits all alike; ratios are medians of per-round ratios. The floor 1 + (fwd + bwd) / plain is the
 least every-step correction can cost per step. Also reports loop-only ratios (minus VAE decoding); the
@@ -168,11 +169,14 @@ def interleaved_times(pipe: DPTPipeline, batch: int, steps: int, size: int, roun
         "plain": None,
         "every_step": SelfCorrectionConfig(window=(0.0, 1.0)),
         "default_window": SelfCorrectionConfig(window=DEFAULT_WINDOW),
+        # the extension: REC-box hinge on relation prompts (3 of the 4 PROMPTS), full + truncated passes
+        "grounded_window": SelfCorrectionConfig(window=DEFAULT_WINDOW, objective="grounded", normalize_grad=True),
     }
     times: dict[str, list[float]] = {k: [] for k in [*runs, *(f"loop_{k}" for k in runs), *PARTS]}
     prompts, parts = (PROMPTS * batch)[:batch], _Breakdown(pipe, batch, size)
     for r in range(rounds + 1):
-        order = list(runs)[r % 3 :] + list(runs)[: r % 3]  # rotate so no variant always runs first
+        k = r % len(runs)
+        order = list(runs)[k:] + list(runs)[:k]  # rotate so no variant always runs first
         sample = {}
         for name in order:
             with _DecodeTimer(pipe.pipe.vae) as dec:
@@ -209,6 +213,7 @@ def summarize(times: dict, steps: int) -> dict:
         "ratio_default_window": ratio("default_window", "plain"),
         "loop_ratio_every_step": ratio("loop_every_step", "loop_plain"),
         "loop_ratio_default_window": ratio("loop_default_window", "loop_plain"),
+        "ratio_grounded_window": ratio("grounded_window", "plain"),
         "floor_every_step": round(1 + extra, 3),
         "floor_default_window": round(1 + extra * n_window / steps, 3),
         "median_s": {k: round(statistics.median(v), 3) for k, v in times.items() if k not in PARTS},

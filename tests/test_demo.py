@@ -27,7 +27,7 @@ def test_demo_writes_report_and_artefacts(demo_run):
     assert (out / "tune" / "best" / "lora" / "pytorch_lora_weights.safetensors").is_file()
     assert (out / "probe" / "final" / "adapter" / "adapter.safetensors").is_file()
     names = [m["name"] for m in results["methods"]]
-    assert names == ["stage-1 probe", "base", "dpt", "dpt+sc", "dpt+sc eta 1"]
+    assert names == ["stage-1 probe", "base", "dpt", "dpt+sc", "dpt+sc eta 1", "dpt+grounded-sc"]
     html = (out / "report.html").read_text()
     assert "what DPT changes here" in html and "data:image/png;base64" in html
 
@@ -36,7 +36,7 @@ def test_demo_numbers_come_from_the_judged_images(demo_run):
     out, results = demo_run
     saved = json.loads((out / "results.json").read_text())
     _, rows, means = judge_table(saved)
-    assert len(rows) == 8  # 4 methods x (ID, OOD)
+    assert len(rows) == 10  # 5 methods x (ID, OOD)
     for m in saved["methods"][1:]:
         for set_name, split in (("shapesworld-id", "ID"), ("shapesworld-ood", "OOD")):
             records = m["generative"][set_name]["images"]
@@ -44,7 +44,7 @@ def test_demo_numbers_come_from_the_judged_images(demo_run):
             assert means[m["name"], split]["overall"] == pytest.approx(correct)
     # same seeds for every method, so image grids line up
     seeds = [[r["seed"] for r in m["generative"]["shapesworld-id"]["images"]] for m in saved["methods"][1:]]
-    assert seeds[0] == seeds[1] == seeds[2] == seeds[3]
+    assert seeds[0] == seeds[1] == seeds[2] == seeds[3] == seeds[4]
     assert saved["demo"]["total_s"] > 0
 
 
@@ -70,7 +70,7 @@ def test_relation_breakdown_agrees_with_the_verdicts(demo_run):
     out, _ = demo_run
     saved = json.loads((out / "results.json").read_text())
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in relation_breakdown(saved)[2:]]
-    assert len(rows) == 8  # 4 methods x (ID, OOD)
+    assert len(rows) == 10  # 5 methods x (ID, OOD)
     by_method = {m["name"]: m for m in saved["methods"]}
     for name, split, images, missing, both, holds, opposite in rows:
         set_name = {"ID": "shapesworld-id", "OOD": "shapesworld-ood"}[split]
@@ -80,6 +80,19 @@ def test_relation_breakdown_agrees_with_the_verdicts(demo_run):
         assert int(holds) == sum(r["metrics"]["judge"]["score"] for r in recs)
         assert int(holds) <= int(both) and int(opposite) <= int(both)
     assert "## relation failures" in (out / "report.md").read_text()
+
+
+def test_grounded_row_corrects_relation_prompts_only(demo_run):
+    """The grounded extension has no objective for prompts without a relation: their images equal DPT's."""
+    out, _ = demo_run
+    by_name = {m["name"]: m for m in json.loads((out / "results.json").read_text())["methods"]}
+    for set_name in ("shapesworld-id", "shapesworld-ood"):
+        dpt, gsc = (by_name[n]["generative"][set_name]["images"] for n in ("dpt", "dpt+grounded-sc"))
+        assert [r["prompt"] for r in dpt] == [r["prompt"] for r in gsc]
+        for a, b in zip(dpt, gsc, strict=True):
+            if a["category"] != "relation":  # same pixels, so the same verdict
+                assert (out / "eval" / a["file"]).read_bytes() == (out / "eval" / b["file"]).read_bytes()
+    assert "DPT + grounded SC (an extension" in (out / "report.md").read_text()
 
 
 def test_sc_curve_rows_are_the_methods_means(demo_run):

@@ -118,3 +118,13 @@ def test_generate_warns_about_truncated_prompts(tiny_pipeline_dir, tmp_path, cap
     )
     err = capsys.readouterr().err
     assert "warning: 1 prompt(s) exceed the tokenizer limit of 16 tokens and are truncated" in err
+
+
+def test_generate_with_grounded_self_correction(tiny_pipeline_dir, adapter_dir, tmp_path):
+    out = tmp_path / "out"
+    prompt = "a red circle to the left of a blue square"
+    assert run("--model", tiny_pipeline_dir, "--adapter", adapter_dir, "--prompt", prompt, "--seeds", 0,
+               "--sc-objective", "grounded", "--normalize-grad", "--eta", 0.1, "--window", 0, 1, "--out", out) == 0
+    (meta,) = read_meta(out)
+    assert meta["correction"]["objective"] == "grounded" and meta["correction"]["ground_t"] == 100
+    assert (out / meta["file"]).is_file()

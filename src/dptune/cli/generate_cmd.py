@@ -115,6 +115,17 @@ def _add_correction_args(group) -> None:
         help="apply Eq. 9 to the scheduler's latent (default) or to the scaled U-Net input",
     )
     group.add_argument(
+        "--sc-objective",
+        choices=("match", "grounded"),
+        default="match",
+        help="match: the paper's matching score; grounded (extension): steer the REC boxes of the two "
+        "objects of a prompt like 'X to the left of Y' (other prompts are left alone; use --normalize-grad "
+        "--eta 0.1)",
+    )
+    group.add_argument(
+        "--ground-t", type=int, default=100, help="grounded: timestep at which the REC head reads the image"
+    )
+    group.add_argument(
         "--grad-every",
         type=int,
         default=1,
@@ -160,6 +171,8 @@ def _correction(args):
         mode=args.mode,
         grad_space=args.grad_space,
         grad_every=args.grad_every,
+        objective=args.sc_objective,
+        ground_t=args.ground_t,
     )
 
 

@@ -7,7 +7,7 @@ import html
 import json
 from pathlib import Path
 
-from dptune.demo.run import SC_CURVE_PREFIX
+from dptune.demo.run import GROUNDED_SC, SC_CURVE_PREFIX
 
 CATEGORIES = ("colour", "count", "binding", "relation")
 SPLITS = {"shapesworld-id": "ID", "shapesworld-ood": "OOD"}
@@ -45,8 +45,14 @@ def summary_lines(results: dict, means: dict) -> list[str]:
             f"DPT changes it by {d_dpt:+.1f} points, DPT + self-correction by {d_sc:+.1f} points; "
             f"overall {100 * base['overall']:.1f}% -> {100 * dpt['overall']:.1f}% (DPT) -> "
             f"{100 * sc['overall']:.1f}% (DPT + SC); colour {d_col:+.1f} points with DPT + SC.")
+        gsc = means.get((GROUNDED_SC, split))
+        if gsc:
+            lines.append(
+                f"{split}, DPT + grounded SC (an extension, not the paper's Eq. 9: it corrects relation prompts "
+                f"only, on the REC boxes): {weakest} {100 * (gsc[weakest] - base[weakest]):+.1f} points, colour "
+                f"{100 * (gsc['colour'] - base['colour']):+.1f}, overall {100 * gsc['overall']:.1f}%.")
     for m in results["methods"]:
-        if m["name"].endswith("+sc") or m["name"].startswith(SC_CURVE_PREFIX):  # same probe as "dpt"
+        if m["name"].endswith("+sc") or m["name"] == GROUNDED_SC or m["name"].startswith(SC_CURVE_PREFIX):
             continue
         for set_name, r in (m.get("discriminative") or {}).items():
             itm, rec = r.get("itm", {}), r.get("rec", {})

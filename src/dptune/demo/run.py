@@ -26,6 +26,7 @@ PRESETS = {
                   gen_val_prompts=0, validate_every=30, sc_curve=[]),
 }
 SC_CURVE_PREFIX = "dpt+sc eta "  # method names of the self-correction strength curve's extra points
+GROUNDED_SC = "dpt+grounded-sc"  # the extension: self-correction on the REC boxes of relation prompts
 ABLATIONS = {  # name -> stage-2 loss scales (paper Table 4: global matching, local grounding, MSE)
     "GM only": dict(itm_weight=1.0, rec_weight=0.0, mse_weight=1.0),
     "LG only": dict(itm_weight=0.0, rec_weight=1.0, mse_weight=1.0),
@@ -63,6 +64,8 @@ class DemoConfig:
     text_encoder_lr: float | None = field(None, help="learning rate of the text-encoder LoRA (default: tune_lr)")
     contrast_weight: float = field(0.0, help="stage-2 denoising contrast against the hard negative (extension)")
     eta: float = field(0.5, help="self-correction strength of DPT + SC (paper 0.5)")
+    grounded_eta: float = field(0.1, help="strength of the 'DPT + grounded SC' row (extension, not the paper: "
+                                "unit-RMS steps on the REC boxes of relation prompts; 0 = no such row)")
     sc_curve: list[float] | None = field(None, help="more self-correction strengths: DPT + SC is also evaluated "
                                          "at each, and the report plots accuracy against eta (paper Fig. 4b); "
                                          "default 0.1 1.0 (--quick: none)")
@@ -84,6 +87,8 @@ class DemoConfig:
         if any(e <= 0 or e == self.eta for e in self.sc_curve) or len(set(self.sc_curve)) < len(self.sc_curve):
             raise ValueError(f"sc_curve {self.sc_curve} must hold distinct strengths > 0 other than eta={self.eta} "
                              "(eta 0 is DPT, eta itself is DPT + SC: both are always evaluated)")
+        if self.grounded_eta < 0:
+            raise ValueError(f"grounded_eta must be >= 0 (0 = no grounded row); got {self.grounded_eta}")
 
 
 def _train_configs(cfg: DemoConfig, out: Path):
@@ -136,6 +141,9 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
     methods = standard_methods(["base", "dpt", "dpt+sc"], cfg.model, str(best / "adapter"), str(best / "lora"),
                                eta=cfg.eta)
     methods += [replace(methods[-1], name=f"{SC_CURVE_PREFIX}{eta:g}", eta=eta) for eta in cfg.sc_curve]
+    if cfg.grounded_eta > 0:
+        methods.append(replace(methods[2], name=GROUNDED_SC, eta=cfg.grounded_eta,
+                               sc={"objective": "grounded", "normalize_grad": True}))
     stage1 = MethodSpec(name="stage-1 probe", model=cfg.model, adapter=str(out / "probe" / "final" / "adapter"))
     ablations = _run_ablations(cfg, tune_cfg, out, progress) if cfg.ablation else []
     timings["ablation training"] = time.perf_counter() - t0 - sum(timings.values())

@@ -15,7 +15,7 @@ base+sc    model + self-correction, no LoRA        model + adapter (stage-1 prob
 
 Free-form: ``NAME=key=value,key=value`` with keys model, adapter, lora, eta, blocks (``mid+up1``), fuse, and
 the self-correction options window (``0:1`` = every step), mode (paper / official), normalize_grad
-(true / false).
+(true / false), objective (match / grounded) and ground_t.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from dptune.utils.config import field
 
 STANDARD = ("base", "dpt", "dpt+sc", "base+sc")
 RANDOM_ADAPTER = "random"  # smoke runs only: an untrained adapter
-_KEYS = ("model", "adapter", "lora", "eta", "blocks", "fuse", "window", "mode", "normalize_grad")
+_KEYS = ("model", "adapter", "lora", "eta", "blocks", "fuse", "window", "mode", "normalize_grad", "objective",
+         "ground_t")
 
 
 @dataclass
@@ -85,8 +86,12 @@ def parse_method(text: str) -> MethodSpec:
             raise ValueError(f"--compare {text!r}: bad entry {part!r}; keys: {', '.join(_KEYS)}")
         if key == "window":
             sc["window"] = tuple(float(v) for v in value.split(":"))
-        elif key in ("mode", "normalize_grad"):
-            sc[key] = value if key == "mode" else value.lower() in ("1", "true", "yes")
+        elif key in ("mode", "objective"):
+            sc[key] = value
+        elif key == "normalize_grad":
+            sc[key] = value.lower() in ("1", "true", "yes")
+        elif key == "ground_t":
+            sc[key] = int(value)
         else:
             kw[key] = float(value) if key == "eta" else value.split("+") if key == "blocks" else value
     return MethodSpec(name=name, sc=sc, **kw)

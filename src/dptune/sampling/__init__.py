@@ -15,6 +15,7 @@ _LAZY = {
     "Conditioning": "denoiser", "SelfCorrectingDenoiser": "denoiser", "DPTPipeline": "pipeline",
     "load_lora_into": "pipeline", "load_probe": "pipeline", "load_sd_pipeline": "pipeline",
     "SCHEDULERS": "schedulers", "make_scheduler": "schedulers",
+    "GroundingTargets": "grounded", "parse_relation": "grounded",
 }
 
 
@@ -34,10 +35,12 @@ __all__ = [
     "Conditioning",
     "CorrectionRecord",
     "DPTPipeline",
+    "GroundingTargets",
     "SelfCorrectingDenoiser",
     "SelfCorrectionConfig",
     "SelfCorrector",
     "load_lora_into",
+    "parse_relation",
     "load_probe",
     "load_sd_pipeline",
     "make_scheduler",

@@ -24,6 +24,7 @@ from torch import nn
 from dptune.adapter import DPTProbe
 from dptune.backbone import TextEmbeddings
 from dptune.sampling.config import SelfCorrectionConfig
+from dptune.sampling.grounded import GroundingTargets, relation_objective
 
 FP16_LOSS_SCALE = 2.0**12  # s is a cosine (|s| <= 1): 4096 * s cannot overflow fp16, and lifts ~1e-8 grads
 RMS_EPS = 1e-12
@@ -54,9 +55,13 @@ class CorrectionRecord:
 class SelfCorrector:
     """Computes ds/dz_t with a :class:`DPTProbe` and applies Eq. 9; one instance per generation call."""
 
-    def __init__(self, probe: DPTProbe, config: SelfCorrectionConfig) -> None:
+    def __init__(self, probe: DPTProbe, config: SelfCorrectionConfig,
+                 grounding: GroundingTargets | None = None) -> None:
+        if config.objective == "grounded" and grounding is None:
+            raise ValueError("the 'grounded' objective needs the batch's GroundingTargets (built from the prompts)")
         self.probe = probe
         self.config = config
+        self.grounding = grounding
         self.history: list[CorrectionRecord] = []
         self._cached: torch.Tensor | None = None  # last (possibly normalised) gradient, for grad_every > 1
         self._computed = 0  # corrected steps so far (decides recompute vs reuse)
@@ -71,9 +76,16 @@ class SelfCorrector:
         text: TextEmbeddings,
         scale_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """s(z_t, y) per sample -> (B,) fp32, differentiable w.r.t. ``latents`` (the scheduler's latent)."""
+        """s(z_t, y) per sample -> (B,) fp32, differentiable w.r.t. ``latents`` (the scheduler's latent).
+
+        With ``objective='grounded'`` the relation hinge of :mod:`dptune.sampling.grounded` instead.
+        """
         unet = self.probe.unet
         x = scale_fn(latents) if scale_fn is not None else latents  # (B, C, h, w) what the U-Net sees
+        if self.config.objective == "grounded":
+            with eval_mode(self.probe.adapter):
+                return relation_objective(self.probe, x, t, text.hidden, self.grounding, self.config.ground_t,
+                                          self.config.relation_margin)
         feats = self.probe.features(x.to(unet.dtype), t, text.hidden.to(unet.dtype))  # (B, Cf, hf, wf)
         adapter = self.probe.adapter
         with eval_mode(adapter):

@@ -23,6 +23,7 @@ from dptune.backbone import SDBackbone
 from dptune.sampling.config import SelfCorrectionConfig
 from dptune.sampling.correction import SelfCorrector
 from dptune.sampling.denoiser import CFGDenoiser, Conditioning, SelfCorrectingDenoiser
+from dptune.sampling.grounded import GroundingTargets
 from dptune.sampling.schedulers import make_scheduler, scheduler_name
 
 OUTPUT_TYPES = ("np", "pil", "pt")
@@ -289,8 +290,11 @@ class DPTPipeline:
         )  # (b, 4, H/f, W/f)
         extra = pipe.prepare_extra_step_kwargs(generators, 0.0)
         corrector = None
-        if correction is not None and correction.active_steps(len(timesteps)):
-            corrector = SelfCorrector(self.probe, correction)
+        grounding = None
+        if correction is not None and correction.objective == "grounded":
+            grounding = GroundingTargets.build(self.probe, prompts)  # relation prompts of this batch
+        if correction is not None and correction.active_steps(len(timesteps)) and (grounding is None or grounding):
+            corrector = SelfCorrector(self.probe, correction, grounding)
             denoiser = SelfCorrectingDenoiser(denoiser, corrector)
             cond.text = self._score_text(prompts, hidden)
             latents = latents.float()  # fp32 trajectory: small eta * grad moves survive on fp16 models
