@@ -293,7 +293,8 @@ class DPTPipeline:
         grounding = None
         if correction is not None and correction.objective == "grounded":
             grounding = GroundingTargets.build(self.probe, prompts)  # relation prompts of this batch
-        if correction is not None and correction.active_steps(len(timesteps)) and (grounding is None or grounding):
+        nothing_to_ground = grounding is not None and len(grounding) == 0  # no relation prompt in this batch
+        if correction is not None and correction.active_steps(len(timesteps)) and not nothing_to_ground:
             corrector = SelfCorrector(self.probe, correction, grounding)
             denoiser = SelfCorrectingDenoiser(denoiser, corrector)
             cond.text = self._score_text(prompts, hidden)
