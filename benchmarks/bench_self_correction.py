@@ -9,8 +9,8 @@ Two models, random weights where no trained ones exist (only timing matters here
 Both use the paper's default adapter (d 256, 110 queries) on the mid block, random weights.
 
 Each round runs plain / every-step / default-window / grounded (extension, default window) generation
-(rotating order) and one breakdown sample
-(plain CFG U-Net pass, truncated forward to the mid block + adapter, its backward), so load from other
+(rotating order) and one breakdown sample (plain CFG U-Net pass, truncated forward to the mid block +
+adapter, its backward), so load from other
 processes hits all alike; ratios are medians of per-round ratios. The floor 1 + (fwd + bwd) / plain is the
 least every-step correction can cost per step. Also reports loop-only ratios (minus VAE decoding); the
 default-window floor scales the extra cost by the share of corrected steps. Prints ONE JSON line.

@@ -140,9 +140,10 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
     best = out / "tune" / "best"
     methods = standard_methods(["base", "dpt", "dpt+sc"], cfg.model, str(best / "adapter"), str(best / "lora"),
                                eta=cfg.eta)
-    methods += [replace(methods[-1], name=f"{SC_CURVE_PREFIX}{eta:g}", eta=eta) for eta in cfg.sc_curve]
+    dpt_sc = methods[-1]
+    methods += [replace(dpt_sc, name=f"{SC_CURVE_PREFIX}{eta:g}", eta=eta) for eta in cfg.sc_curve]
     if cfg.grounded_eta > 0:
-        methods.append(replace(methods[2], name=GROUNDED_SC, eta=cfg.grounded_eta,
+        methods.append(replace(dpt_sc, name=GROUNDED_SC, eta=cfg.grounded_eta,
                                sc={"objective": "grounded", "normalize_grad": True}))
     stage1 = MethodSpec(name="stage-1 probe", model=cfg.model, adapter=str(out / "probe" / "final" / "adapter"))
     ablations = _run_ablations(cfg, tune_cfg, out, progress) if cfg.ablation else []

@@ -87,17 +87,19 @@ class GroundingTargets:
         return len(self.relations)
 
 
+# (sign on dx, sign on dy) of the anchor-minus-subject offset that is > 0 when the relation holds
+_AXIS_SIGNS: dict[str, tuple[float, float]] = {
+    "left": (1.0, 0.0), "right": (-1.0, 0.0), "above": (0.0, 1.0), "below": (0.0, -1.0),
+}
+
+
 def signed_offset(subject: torch.Tensor, anchor: torch.Tensor, relations: list[str]) -> torch.Tensor:
     """(R, 2) normalised (cx, cy) centres -> (R,) offset along each relation's axis, > 0 when it holds.
 
     Image y grows downwards, so "above" means a smaller cy than the anchor's.
     """
-    dx, dy = anchor[:, 0] - subject[:, 0], anchor[:, 1] - subject[:, 1]  # (R,)
-    sign_x = {"left": 1.0, "right": -1.0}
-    sign_y = {"above": 1.0, "below": -1.0}
-    sx = torch.tensor([sign_x.get(r, 0.0) for r in relations], device=dx.device, dtype=dx.dtype)
-    sy = torch.tensor([sign_y.get(r, 0.0) for r in relations], device=dy.device, dtype=dy.dtype)
-    return sx * dx + sy * dy
+    signs = torch.tensor([_AXIS_SIGNS[r] for r in relations], device=subject.device, dtype=subject.dtype)  # (R, 2)
+    return (signs * (anchor - subject)).sum(-1)
 
 
 def clean_estimate(x: torch.Tensor, model_out: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str):
