@@ -1,4 +1,4 @@
-"""``dptune generate`` end to end on a tiny pipeline folder with a random adapter."""
+"""``dptune generate`` end to end on a tiny pipeline folder with a random adapter, through the method registry."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ import json
 import pytest
 from PIL import Image
 
+from conftest import make_tiny_adapter
+
 from dptune.adapter import save_adapter
 from dptune.cli.main import main
-from test_sampling import tiny_adapter
 
 
 @pytest.fixture
 def adapter_dir(tmp_path):
-    return save_adapter(tiny_adapter(), tmp_path / "adapter")
+    return save_adapter(make_tiny_adapter(), tmp_path / "adapter")
 
 
 def run(*argv):
@@ -30,8 +31,12 @@ def test_generate_with_adapter_writes_images_metadata_and_grid(tiny_pipeline_dir
     rc = run(
         "--model",
         tiny_pipeline_dir,
+        "--method",
+        "dpt+sc:window=0:1",
         "--adapter",
         adapter_dir,
+        "--guidance",
+        7.5,
         "--prompt",
         "a red circle",
         "--prompt",
@@ -43,9 +48,6 @@ def test_generate_with_adapter_writes_images_metadata_and_grid(tiny_pipeline_dir
         3,
         "--scheduler",
         "dpmpp",
-        "--window",
-        0,
-        1,
         "--out",
         out,
     )
@@ -60,8 +62,10 @@ def test_generate_with_adapter_writes_images_metadata_and_grid(tiny_pipeline_dir
     for m in meta:
         assert Image.open(out / m["file"]).size == (16, 16)
         assert m["scheduler"] == "dpmpp" and m["steps"] == 2 and m["guidance"] == 7.5
-        assert m["correction"]["eta"] == 0.5 and m["correction"]["window"] == [0.0, 1.0]
-        assert [step for step, _ in m["adapter_score_trace"]] == [0, 1]
+        cfg = m["method"]["config"]
+        assert m["method"]["method"] == "dpt+sc" and cfg["eta"] == 0.5 and cfg["window"] == [0.0, 1.0]
+        assert cfg["adapter"] == str(adapter_dir)
+        assert [step for step, _ in m["guidance_score_trace"]] == [0, 1]
     assert sorted(p.name for p in out.glob("*.png")) == sorted([m["file"] for m in meta] + ["grid.png"])
     assert Image.open(out / "grid.png").size == (2 * 16, 2 * 16)  # columns = seeds, rows = prompts
 
@@ -77,7 +81,8 @@ def test_generate_plain_from_prompt_file(tiny_pipeline_dir, tmp_path):
     meta = read_meta(out)
     assert [m["seed"] for m in meta] == [4, 5, 6, 4, 5, 6]
     assert meta[3]["prompt"] == "a green triangle"
-    assert all(m["correction"]["eta"] == 0.0 and m["adapter_score_trace"] == [] for m in meta)
+    assert all(m["method"]["method"] == "base" and m["guidance_score_trace"] == [] for m in meta)
+    assert meta[0]["steps"] == 2 and meta[0]["guidance"] == 7.5  # a diffusers folder: the paper's guidance
     text = tmp_path / "p.txt"
     text.write_text("a red circle\n  \na blue square\n")
     assert run("--model", tiny_pipeline_dir, "--prompts", text, "--out", tmp_path / "o2") == 0
@@ -90,13 +95,16 @@ def test_generate_plain_from_prompt_file(tiny_pipeline_dir, tmp_path):
         ([], "no prompts"),
         (["--prompt", " "], "empty --prompt"),
         (
-            ["--prompt", "a red circle", "--adapter", "{tmp}/missing"],
-            "--adapter directory .*missing does not exist",
+            ["--prompt", "a red circle", "--method", "dpt+sc", "--adapter", "{tmp}/missing"],
+            "adapter folder .*missing does not exist",
         ),
-        (["--prompt", "a red circle", "--eta", "0.5"], "needs a discriminative adapter"),
+        (["--prompt", "a red circle", "--method", "dpt+sc"], "needs adapter weights"),
+        (["--prompt", "a red circle", "--method", "dpt+gsc"], r"needs adapter weights \(made by `dptune probe"),
+        (["--prompt", "a red circle", "--method", "dpt+sc:eta=0.5,window=0.8:0.2", "--adapter", "{tmp}"],
+         "0 <= start < end <= 1"),
+        (["--prompt", "a red circle", "--method", "magic"], "unknown method 'magic'; known methods: base"),
         (["--prompts", "{tmp}/none.txt"], "prompt file .* does not exist"),
         (["--prompt", "a", "--seeds", "1", "--num-images", "2"], "either --seeds"),
-        (["--prompt", "a", "--window", "0.8", "0.2"], "0 <= start < end <= 1"),
     ],
 )
 def test_generate_errors_are_one_line(tiny_pipeline_dir, tmp_path, capsys, argv, message):
@@ -124,7 +132,8 @@ def test_generate_with_grounded_self_correction(tiny_pipeline_dir, adapter_dir, 
     out = tmp_path / "out"
     prompt = "a red circle to the left of a blue square"
     assert run("--model", tiny_pipeline_dir, "--adapter", adapter_dir, "--prompt", prompt, "--seeds", 0,
-               "--sc-objective", "grounded", "--normalize-grad", "--eta", 0.1, "--window", 0, 1, "--out", out) == 0
+               "--method", "dpt+gsc:window=0:1", "--out", out) == 0
     (meta,) = read_meta(out)
-    assert meta["correction"]["objective"] == "grounded" and meta["correction"]["ground_t"] == 100
+    cfg = meta["method"]["config"]
+    assert meta["method"]["method"] == "dpt+gsc" and cfg["ground_t"] == 100 and cfg["normalize_grad"] is True
     assert (out / meta["file"]).is_file()

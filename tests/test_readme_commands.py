@@ -1,4 +1,5 @@
-"""The README's real-checkpoint commands parse with today's CLI (they cannot run here: no weights, no data)."""
+"""The real-checkpoint commands of the README and docs/real-sd.md parse with today's CLI (they cannot run
+here: no weights, no data)."""
 
 from __future__ import annotations
 
@@ -7,29 +8,33 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+# (file, heading): the first bash block after the heading holds the commands
+SOURCES = [("README.md", "## On your own Stable Diffusion checkpoint"), ("docs/real-sd.md", "## The recipe")]
 
 
-def readme_commands(section: str = "## On a real Stable Diffusion checkpoint") -> list[list[str]]:
+def block_commands(path: str, section: str) -> list[list[str]]:
     """The ``dptune ...`` command lines of the first bash block after ``section`` (continuations joined)."""
-    text = README.read_text().split(section, 1)[1]
+    text = (ROOT / path).read_text().split(section, 1)[1]
     block = text.split("```bash\n", 1)[1].split("```", 1)[0]
     joined = block.replace("\\\n", " ")
     return [shlex.split(line, comments=True) for line in joined.splitlines() if line.startswith("dptune ")]
 
 
-def test_readme_lists_the_whole_pipeline():
-    commands = [c[1] for c in readme_commands()]
-    assert {"data", "probe", "tune", "generate", "eval"} <= set(commands)
+ALL = [(path, argv) for path, section in SOURCES for argv in block_commands(path, section)]
 
 
-@pytest.mark.parametrize("argv", readme_commands(), ids=lambda a: " ".join(a[1:3]))
-def test_readme_command_parses(argv):
+def test_the_recipe_lists_the_whole_pipeline():
+    commands = {argv[1] for path, argv in ALL if path == "docs/real-sd.md"}
+    assert {"data", "probe", "tune", "generate", "eval", "methods"} <= commands
+
+
+@pytest.mark.parametrize(("path", "argv"), ALL, ids=lambda a: a if isinstance(a, str) else " ".join(a[1:3]))
+def test_documented_command_parses(path, argv):
     from dptune.cli.main import build_parser
 
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv[1:])
-    assert not extra, f"README passes options the CLI does not know: {extra}"
+    args, extra = build_parser().parse_known_args(argv[1:])
+    assert not extra, f"{path} passes options the CLI does not know: {extra}"
     assert getattr(args, "_run", None) is not None
-    if argv[1] in ("probe", "tune"):  # the config files the README names exist
-        assert (README.parent / args.config).is_file()
+    if argv[1] in ("probe", "tune"):  # the config files the docs name exist
+        assert (ROOT / args.config).is_file()

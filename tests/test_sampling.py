@@ -1,4 +1,5 @@
-"""Self-correcting generation (paper Sec. 3.3, Eq. 9) on a tiny random Stable Diffusion."""
+"""Self-correcting generation (paper Sec. 3.3, Eq. 9) on a tiny random Stable Diffusion, with DPT's matching
+score as the objective."""
 
 from __future__ import annotations
 
@@ -6,41 +7,37 @@ import numpy as np
 import pytest
 import torch
 
-from dptune.adapter import AdapterConfig, DiscriminativeAdapter, DPTProbe
+from conftest import make_tiny_adapter
+
+from dptune.adapter import DPTProbe
 from dptune.backbone import SDBackbone
-from dptune.sampling import DPTPipeline, SelfCorrectionConfig, SelfCorrector, make_scheduler
+from dptune.methods.dpt import MatchScore
+from dptune.sampling import GuidanceCond, GuidedPipeline, SelfCorrectionConfig, SelfCorrector, make_scheduler
 
 SCHEDULERS = ("ddim", "pndm", "euler", "dpmpp")
 PROMPTS = ["a red circle", "two blue squares left of a green triangle"]
 SEEDS = [3, 11]
 
 
-def tiny_adapter(seed: int = 0) -> DiscriminativeAdapter:
-    torch.manual_seed(seed)
-    cfg = AdapterConfig(
-        in_channels=32, text_dim=32, d_model=32, heads=4, ffn=64, num_queries=6, num_match_queries=2
-    )
-    return DiscriminativeAdapter(cfg).eval()
-
-
-def make_sd(tiny_parts):
-    from diffusers import StableDiffusionPipeline
-
-    pipe = StableDiffusionPipeline(
-        **tiny_parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
 @pytest.fixture
-def dpt(tiny_parts):
-    pipe = make_sd(tiny_parts)
-    return DPTPipeline(pipe, DPTProbe(SDBackbone.from_pipeline(pipe), tiny_adapter()))
+def dpt(guided, tiny_probe):
+    """The tiny GuidedPipeline with DPT's matching score (random adapter) as the objective."""
+    guided.objective = MatchScore(tiny_probe)
+    guided.probe = tiny_probe
+    return guided
 
 
 def gen(dpt, correction=None, steps=4, **kw):
-    return dpt(PROMPTS, seeds=SEEDS, num_inference_steps=steps, correction=correction, progress=False, **kw)
+    objective = dpt.objective if correction is not None else None
+    return dpt(PROMPTS, seeds=SEEDS, num_inference_steps=steps, correction=correction, objective=objective,
+               progress=False, **kw)
+
+
+def match_cond(probe, prompts=PROMPTS, dtype=None):
+    """The GuidanceCond MatchScore scores with: the prompts' U-Net context + pooled text."""
+    text = probe.encode_text(prompts)
+    cond = GuidanceCond(list(prompts), text.hidden if dtype is None else text.hidden.to(dtype))
+    return MatchScore(probe).prepare(cond)
 
 
 @pytest.mark.parametrize("name", SCHEDULERS)
@@ -61,11 +58,11 @@ def test_eta_zero_reproduces_stock_pipeline_exactly(dpt, name):
 
 def test_one_correction_step_increases_the_score(dpt):
     probe = dpt.probe
-    text = probe.encode_text(PROMPTS)
+    text = match_cond(probe)
     t = torch.tensor(500)
     z = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))  # (B, 4, h, w)
     cfg = SelfCorrectionConfig(eta=1e-2, window=(0.0, 1.0), normalize_grad=True)
-    corrector = SelfCorrector(probe, cfg)
+    corrector = SelfCorrector(MatchScore(probe), cfg)
     with torch.no_grad():
         before = corrector.score(z, t, text)  # (B,)
         z_hat = corrector.correct(z, t, text, step_index=0)
@@ -86,9 +83,8 @@ def test_gradient_respects_scale_model_input(dpt):
     sched.set_timesteps(10)
     t = sched.timesteps[3]
     scale = lambda x: sched.scale_model_input(x, t)  # noqa: E731
-    corrector = SelfCorrector(dpt.probe, SelfCorrectionConfig(window=(0.0, 1.0)))
-    text = dpt.probe.encode_text(PROMPTS)
-    text = type(text)(hidden=text.hidden.double(), pooled=text.pooled.double())
+    corrector = SelfCorrector(MatchScore(dpt.probe), SelfCorrectionConfig(window=(0.0, 1.0)))
+    text = match_cond(dpt.probe, dtype=torch.float64)
     z = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1)) * sched.init_noise_sigma
     c = scale(torch.ones(1)).item()
     g_z, _ = corrector.gradient(z, t, text, scale)
@@ -179,21 +175,24 @@ def test_grad_every_reuses_gradients(dpt):
 def test_images_depend_only_on_their_seed(dpt):
     cfg = SelfCorrectionConfig(eta=0.5, window=(0.0, 1.0), normalize_grad=True)
     both = gen(dpt, cfg)
-    alone = dpt(PROMPTS[1:], seeds=SEEDS[1:], num_inference_steps=4, correction=cfg, progress=False)
-    split = dpt(PROMPTS, seeds=SEEDS, num_inference_steps=4, correction=cfg, progress=False, batch_size=1)
+    kw = dict(num_inference_steps=4, correction=cfg, objective=dpt.objective, progress=False)
+    alone = dpt(PROMPTS[1:], seeds=SEEDS[1:], **kw)
+    split = dpt(PROMPTS, seeds=SEEDS, batch_size=1, **kw)
     np.testing.assert_allclose(alone[0], both[1], atol=1e-5)
     np.testing.assert_allclose(split, both, atol=1e-5)
 
 
-def test_half_precision_base_gets_fp32_gradient_and_no_parameter_grads(tiny_parts):
-    pipe = make_sd(tiny_parts).to(dtype=torch.float16)
-    dpt = DPTPipeline(pipe, DPTProbe(SDBackbone.from_pipeline(pipe), tiny_adapter()))
+def test_half_precision_base_gets_fp32_gradient_and_no_parameter_grads(tiny_sd):
+    pipe = tiny_sd.to(dtype=torch.float16)
+    dpt = GuidedPipeline(pipe)
+    dpt.probe = DPTProbe(SDBackbone.from_pipeline(pipe), make_tiny_adapter())
+    dpt.objective = MatchScore(dpt.probe)
     out = gen(dpt, SelfCorrectionConfig(eta=0.5, window=(0.0, 1.0)), steps=3)
     assert np.isfinite(out).all()
     assert all(rms > 0 for r in dpt.last_trace for rms in r["grad_rms"])
     assert all(p.grad is None for p in pipe.unet.parameters())
     assert all(p.grad is None for p in dpt.probe.adapter.parameters())
-    g, s = SelfCorrector(dpt.probe, SelfCorrectionConfig()).gradient(
-        torch.randn(2, 4, 8, 8, dtype=torch.float16), torch.tensor(500), dpt.probe.encode_text(PROMPTS)
+    g, s = SelfCorrector(dpt.objective, SelfCorrectionConfig(), half=True).gradient(
+        torch.randn(2, 4, 8, 8, dtype=torch.float16), torch.tensor(500), match_cond(dpt.probe, dtype=torch.float16)
     )
     assert g.dtype == torch.float32 and s.dtype == torch.float32 and g.abs().max() > 0

@@ -1,4 +1,4 @@
-"""SelfCorrectionConfig validation, DPTPipeline loading (adapter, LoRA), output types and error messages."""
+"""SelfCorrectionConfig validation, GuidedPipeline loading (LoRA), the probe builder, output types and errors."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from dptune.adapter import DPTProbe, save_adapter
+from conftest import make_tiny_adapter
+
+from dptune.adapter import DPTProbe
 from dptune.backbone import SDBackbone
-from dptune.backbone.tiny import tiny_components
-from dptune.sampling import DPTPipeline, SelfCorrectionConfig
+from dptune.methods.dpt import MatchScore
+from dptune.sampling import GuidedPipeline, SelfCorrectionConfig
 from dptune.utils.config import from_dict, to_dict
-from test_sampling import make_sd, tiny_adapter
 
 
 @pytest.mark.parametrize(
@@ -44,16 +45,12 @@ def test_config_window_and_roundtrip():
     assert back.window == (0.2, 0.8) and back.grad_every == 2
 
 
-@pytest.fixture
-def adapter_dir(tmp_path):
-    return save_adapter(tiny_adapter(), tmp_path / "adapter")
-
-
-def test_from_pretrained_with_adapter_and_output_types(tiny_pipeline_dir, adapter_dir):
-    pipe = DPTPipeline.from_pretrained(tiny_pipeline_dir, adapter=adapter_dir, scheduler="euler")
-    assert pipe.scheduler_name == "euler" and pipe.probe is not None and not pipe.probe.adapter.training
+def test_from_pretrained_with_scheduler_and_output_types(tiny_pipeline_dir, tiny_probe):
+    pipe = GuidedPipeline.from_pretrained(tiny_pipeline_dir, scheduler="euler")
+    assert pipe.scheduler_name == "euler"
+    probe = DPTProbe(SDBackbone.from_pipeline(pipe.pipe), make_tiny_adapter())
     cfg = SelfCorrectionConfig(window=(0.0, 1.0), normalize_grad=True, grad_space="model_input")
-    kw = dict(seeds=[5], num_inference_steps=3, correction=cfg, progress=False)
+    kw = dict(seeds=[5], num_inference_steps=3, correction=cfg, objective=MatchScore(probe), progress=False)
     arr = pipe(["a red circle"], output_type="np", **kw)
     pt = pipe(["a red circle"], output_type="pt", **kw)
     pil = pipe(["a red circle"], output_type="pil", **kw)
@@ -65,26 +62,27 @@ def test_from_pretrained_with_adapter_and_output_types(tiny_pipeline_dir, adapte
     assert np.abs(plain - arr).max() > 1e-3
 
 
-def test_from_pretrained_errors(tiny_pipeline_dir, adapter_dir, tmp_path):
-    with pytest.raises(FileNotFoundError, match="adapter directory .* does not exist"):
-        DPTPipeline.from_pretrained(tiny_pipeline_dir, adapter=tmp_path / "nope")
+def test_from_pretrained_and_probe_errors(tiny_pipeline_dir, tmp_path):
+    from dptune.adapter import load_probe, save_adapter
+
     with pytest.raises(FileNotFoundError, match="LoRA directory .* does not exist"):
-        DPTPipeline.from_pretrained(tiny_pipeline_dir, lora=tmp_path / "nope")
+        GuidedPipeline.from_pretrained(tiny_pipeline_dir, lora=tmp_path / "nope")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no .safetensors"):
-        DPTPipeline.from_pretrained(tiny_pipeline_dir, lora=tmp_path / "empty")
-    with pytest.raises(
-        ValueError, match="in_channels"
-    ):  # adapter built for mid (32 ch), probing down0 (16 ch)
-        DPTPipeline.from_pretrained(tiny_pipeline_dir, adapter=adapter_dir, blocks=["down0"])
+        GuidedPipeline.from_pretrained(tiny_pipeline_dir, lora=tmp_path / "empty")
+    backbone = SDBackbone.from_pipeline(GuidedPipeline.from_pretrained(tiny_pipeline_dir).pipe)
+    with pytest.raises(FileNotFoundError, match="adapter directory .* does not exist"):
+        load_probe(backbone, tmp_path / "nope")
+    adapter_dir = save_adapter(make_tiny_adapter(), tmp_path / "adapter")
+    with pytest.raises(ValueError, match="in_channels"):  # adapter built for mid (32 ch), probing down0 (16 ch)
+        load_probe(backbone, adapter_dir, blocks=["down0"])
+    assert load_probe(backbone, adapter_dir).adapter.training is False
 
 
-def test_call_errors(tiny_parts):
-    pipe = DPTPipeline(make_sd(tiny_parts))
-    with pytest.raises(ValueError, match="needs a discriminative adapter"):
-        pipe(
-            ["a red circle"], correction=SelfCorrectionConfig(eta=0.5), num_inference_steps=1, progress=False
-        )
+def test_call_errors(guided):
+    pipe = guided
+    with pytest.raises(ValueError, match="needs an objective"):
+        pipe(["a red circle"], correction=SelfCorrectionConfig(eta=0.5), num_inference_steps=1, progress=False)
     with pytest.raises(ValueError, match="one seed per prompt"):
         pipe(["a red circle"], seeds=[1, 2], num_inference_steps=1, progress=False)
     with pytest.raises(ValueError, match="non-empty"):
@@ -93,29 +91,43 @@ def test_call_errors(tiny_parts):
         pipe(["a red circle"], height=15, num_inference_steps=1, progress=False)
     with pytest.raises(ValueError, match="output_type"):
         pipe(["a red circle"], output_type="jpg", num_inference_steps=1, progress=False)
-    other = make_sd(tiny_components(seed=1))
-    with pytest.raises(ValueError, match="this pipeline's U-Net"):
-        DPTPipeline(pipe.pipe, DPTProbe(SDBackbone.from_pipeline(other), tiny_adapter()))
-    # eta = 0 needs no adapter and equals no correction
-    a = pipe(
-        ["a red circle"], correction=SelfCorrectionConfig(eta=0.0), num_inference_steps=2, progress=False
-    )
+    # eta = 0 needs no objective and equals no correction
+    a = pipe(["a red circle"], correction=SelfCorrectionConfig(eta=0.0), num_inference_steps=2, progress=False)
     b = pipe(["a red circle"], num_inference_steps=2, progress=False)
     assert np.array_equal(a, b)
 
 
-def test_lora_folder_from_stage2_changes_the_model(tiny_pipeline_dir, tmp_path):
+def test_lora_folder_from_stage2_loads_exactly(tiny_pipeline_dir, tmp_path):
+    """A saved stage-2 LoRA folder loaded by the sampling pipeline gives the LoRA-carrying U-Net it was saved
+    from: the same LoRA modules (none missing or extra), the same values, and the same output on a fixed
+    input, which differs from the base model's. Catches a partial key mapping, dropped modules and a wrong
+    alpha/scale, all of which only "change the output"."""
+    from dptune.backbone.loading import load_pipeline
+    from dptune.sampling import GuidedPipeline
     from dptune.training.lora import add_lora, save_lora
 
-    pipe = DPTPipeline.from_pretrained(tiny_pipeline_dir)
-    base = pipe(["a red circle"], seeds=[0], num_inference_steps=2, progress=False)
-    unet = pipe.pipe.unet
-    add_lora(unet, rank=2)
+    unet = load_pipeline(tiny_pipeline_dir).unet
+    add_lora(unet, rank=2, targets="all")
     torch.manual_seed(0)
     for name, p in unet.named_parameters():
         if "lora_B" in name:  # peft initialises B = 0 (a no-op LoRA); make it do something
             p.data.normal_(0, 0.5)
     save_lora(unet, tmp_path / "lora")
-    tuned = DPTPipeline.from_pretrained(tiny_pipeline_dir, lora=tmp_path / "lora")
-    out = tuned(["a red circle"], seeds=[0], num_inference_steps=2, progress=False)
-    assert np.abs(out - base).max() > 1e-3
+    base = GuidedPipeline.from_pretrained(tiny_pipeline_dir).pipe.unet
+    tuned = GuidedPipeline.from_pretrained(tiny_pipeline_dir, lora=tmp_path / "lora").pipe.unet
+
+    def lora(model) -> dict[str, torch.Tensor]:  # "<module>.lora_A|B" -> tensor, the adapter name dropped
+        return {n.split(".lora_")[0] + ".lora_" + n.split(".lora_")[1][0]: p.detach()
+                for n, p in model.named_parameters() if ".lora_" in n}
+
+    loaded, want = lora(tuned), lora(unet)
+    # 4 transformer blocks (down0, mid, 2 in up1) x attn1/attn2 x q/k/v/out x A/B
+    assert loaded.keys() == want.keys() and len(want) == 4 * 2 * 4 * 2
+    for name, value in want.items():
+        assert torch.equal(loaded[name], value), name
+    g = torch.Generator().manual_seed(0)
+    x, t, text = torch.randn(2, 4, 8, 8, generator=g), torch.tensor([10, 600]), torch.randn(2, 5, 32, generator=g)
+    with torch.no_grad():
+        outs = [m(x, t, encoder_hidden_states=text).sample for m in (base, tuned, unet)]  # 3 x (2, 4, 8, 8)
+    assert (outs[1] - outs[0]).abs().max() > 1e-2
+    torch.testing.assert_close(outs[1], outs[2], rtol=1e-4, atol=1e-5)

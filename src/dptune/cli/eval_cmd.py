@@ -1,17 +1,18 @@
-"""``dptune eval``: compare methods (base / dpt / dpt+sc / custom) on prompt sets and discriminative tasks.
+"""``dptune eval``: compare registered methods on prompt sets and discriminative tasks.
 
 Examples::
 
     dptune eval --model shapesworld --adapter run/final/adapter --lora run/final/lora --discriminative
-    dptune eval --methods base,dpt+sc --prompts shapesworld-ood geneval:evaluation_metadata.jsonl --clip DIR
-    dptune eval --compare "a=model=shapesworld" "b=model=shapesworld,lora=DIR" --prompts shapesworld-id
+    dptune eval --methods "base;dpt+sc:eta=0.2,window=0:1" --prompts shapesworld-ood geneval:meta.jsonl --clip DIR
     dptune eval --report-from runs/a/results.json runs/b/results.json --out runs/ab   # merge, no generation
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 
+OPTION = re.compile(r"^[A-Za-z_]\w*=")  # "eta=0.2": an option, not a method name
 HELP = "evaluate and compare methods (ShapesWorld judge, CLIP/BLIP/FID/IS, ITM/REC); writes results + reports"
 
 
@@ -25,38 +26,12 @@ def register(sub, name: str) -> argparse.ArgumentParser:
         description=HELP + ". Precedence: defaults < --config file < flags. See docs/evaluation.md.",
     )
     p.add_argument("--config", default=None, help="YAML or JSON file of EvalConfig options")
-    p.add_argument(
-        "--model",
-        default="shapesworld",
-        help="diffusers folder, hub id, 'shapesworld' (shipped) or 'tiny-random' (default: shapesworld)",
-    )
-    p.add_argument(
-        "--adapter", default=None, help="discriminative adapter folder ('random' = untrained, smoke runs)"
-    )
-    p.add_argument("--lora", default=None, help="stage-2 LoRA folder (pytorch_lora_weights.safetensors)")
-    p.add_argument(
-        "--eta", type=float, default=0.5, help="self-correction strength of +sc methods (paper: 0.5)"
-    )
-    p.add_argument(
-        "--sc-window",
-        default=None,
-        metavar="START:END",
-        help="trajectory window of self-correction, e.g. 0:1 = every step as in the paper (default: "
-        "the dptune.sampling default)",
-    )
-    p.add_argument(
-        "--methods",
-        default=None,
-        help="comma list of base, dpt, dpt+sc, base+sc (default: base, + dpt with --lora, + sc with "
-        "--adapter)",
-    )
-    p.add_argument(
-        "--compare",
-        nargs="+",
-        default=[],
-        metavar="NAME=SPEC",
-        help="extra methods, SPEC = key=value,... with keys model, adapter, lora, eta, blocks, fuse",
-    )
+    p.add_argument("--adapter", default=None,
+                   help="adapter folder for the methods that take one ('random' = untrained, smoke runs)")
+    p.add_argument("--lora", default=None, help="stage-2 LoRA folder for the methods that take one")
+    p.add_argument("--methods", default=None, metavar="SPEC,...",
+                   help="comma list of registered methods, each NAME or NAME:key=value,... e.g. "
+                   "'base,dpt+sc:eta=0.2,window=0:1' (default: base, + dpt with --lora, + dpt+sc with --adapter)")
     p.add_argument(
         "--report-from",
         nargs="+",
@@ -70,20 +45,31 @@ def register(sub, name: str) -> argparse.ArgumentParser:
     return p
 
 
-def build_methods(args: argparse.Namespace) -> list:
-    from dptune.evaluation.methods import default_method_names, parse_method, standard_methods
+def split_specs(text: str) -> list[str]:
+    """'base,dpt+sc:eta=0.2,window=0:1,dpt' -> ['base', 'dpt+sc:eta=0.2,window=0:1', 'dpt'].
 
-    methods = []
-    if args.methods or not args.compare:
-        names = (
-            [n.strip() for n in args.methods.split(",") if n.strip()]
-            if args.methods
-            else default_method_names(args.adapter, args.lora)
-        )
-        sc = {"window": tuple(float(v) for v in args.sc_window.split(":"))} if args.sc_window else None
-        methods += standard_methods(names, args.model, args.adapter, args.lora, args.eta, sc)
-    methods += [parse_method(text) for text in args.compare]
-    return methods
+    A comma-separated part that starts with ``key=`` is an option of the method before it; ';' also separates.
+    """
+    specs: list[str] = []
+    for part in (p.strip() for chunk in text.split(";") for p in chunk.split(",")):
+        if not part:
+            continue
+        if OPTION.match(part) and specs and ":" in specs[-1]:
+            specs[-1] += "," + part
+        else:
+            specs.append(part)
+    return specs
+
+
+def build_methods(args: argparse.Namespace) -> list:
+    from dptune.methods import parse_method
+
+    weights = {"adapter": args.adapter, "lora": args.lora}
+    if args.methods:
+        specs = split_specs(args.methods)
+    else:
+        specs = ["base"] + (["dpt"] if args.lora else []) + (["dpt+sc"] if args.adapter else [])
+    return [parse_method(spec, weights) for spec in specs]
 
 
 def _summary_lines(results: dict) -> list[str]:

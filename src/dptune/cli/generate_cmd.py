@@ -1,7 +1,9 @@
-"""``dptune generate``: text-to-image with optional DPT self-correction (paper Sec. 3.3, Eq. 9).
+"""``dptune generate``: text-to-image with any registered method (``dptune methods`` lists them).
 
-Writes one PNG per (prompt, seed), ``metadata.jsonl`` (prompt, seed and every setting, one line per image)
-and ``grid.png`` (rows = prompts, columns = seeds) into ``--out``.
+Writes one PNG per (prompt, seed), ``metadata.jsonl`` (prompt, seed, the method's resolved config and every
+setting, one line per image) and ``grid.png`` (rows = prompts, columns = seeds) into ``--out``.
+
+    dptune generate --method dpt+sc:eta=0.5 --adapter RUN/final/adapter --lora RUN/final/lora --prompt "..."
 """
 
 from __future__ import annotations
@@ -13,124 +15,41 @@ import sys
 from pathlib import Path
 
 SCHEDULER_CHOICES = ("ddim", "pndm", "euler", "dpmpp")
-PAPER_ETA = 0.5
 
 
 def register(subparsers, name: str) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        name,
-        help="generate images, optionally self-corrected by a discriminative adapter",
-        description="Stable Diffusion text-to-image. With --adapter, self-correction (paper Eq. 9) moves the "
-        "latent along the adapter's matching-score gradient inside --window (eta 0.5 by default then).",
-    )
+        name, help="generate images with a registered method (base, dpt, dpt+sc, dpt+gsc, ...)",
+        description="Text-to-image with one method. --method NAME[:key=value,...] picks it (`dptune methods "
+        "NAME` lists its options); --adapter/--lora fill its weight options.")
     src = p.add_argument_group("prompts and seeds")
     src.add_argument("--prompt", action="append", default=[], metavar="TEXT", help="a prompt (repeatable)")
-    src.add_argument(
-        "--prompts", metavar="FILE", help="prompt file: one per line, or JSONL with a prompt/text field"
-    )
+    src.add_argument("--prompts", metavar="FILE", help="prompt file: one per line, or JSONL with a prompt field")
     src.add_argument("--seeds", type=int, nargs="+", metavar="S", help="seeds, each used for every prompt")
     src.add_argument("--seed", type=int, default=0, help="first seed when --seeds is not given (default 0)")
-    src.add_argument(
-        "--num-images", type=int, default=1, help="images per prompt: seeds seed..seed+n-1 (default 1)"
-    )
-    _add_model_args(p.add_argument_group("model"))
-    sampling = p.add_argument_group("sampling")
-    sampling.add_argument(
-        "--scheduler", choices=SCHEDULER_CHOICES, default="ddim", help="sampler (default ddim)"
-    )
-    sampling.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
-    sampling.add_argument(
-        "--guidance", type=float, default=7.5, help="classifier-free guidance scale (default 7.5)"
-    )
-    sampling.add_argument(
-        "--negative-prompt", default=None, help="negative prompt for the unconditional branch"
-    )
-    sampling.add_argument("--height", type=int, default=None, help="image height (default: the model's size)")
-    sampling.add_argument("--width", type=int, default=None, help="image width (default: the model's size)")
-    sampling.add_argument("--batch-size", type=int, default=4, help="images per forward batch (default 4)")
-    _add_correction_args(p.add_argument_group("self-correction (paper Sec. 3.3)"))
+    src.add_argument("--num-images", type=int, default=1, help="images per prompt: seeds seed..seed+n-1")
+    m = p.add_argument_group("method and model")
+    m.add_argument("--method", default="base", metavar="NAME[:K=V,...]",
+                   help="registered method and its options, e.g. dpt+sc:eta=0.5,window=0:1 (default base)")
+    m.add_argument("--model", default="shapesworld",
+                   help="diffusers folder, hub id, 'shapesworld' (shipped) or 'tiny-random' (default shapesworld)")
+    m.add_argument("--adapter", metavar="DIR", help="discriminative adapter folder (dpt+sc, dpt+gsc)")
+    m.add_argument("--lora", metavar="DIR", help="stage-2 LoRA folder (pytorch_lora_weights.safetensors)")
+    m.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    m.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default=None,
+                   help="model precision (default: fp16 on cuda, fp32 on cpu); guidance runs in fp32")
+    s = p.add_argument_group("sampling")
+    s.add_argument("--scheduler", choices=SCHEDULER_CHOICES, default="ddim", help="sampler (default ddim)")
+    s.add_argument("--steps", type=int, default=None, help="sampling steps (default: 25 shipped model, else 50)")
+    s.add_argument("--guidance", type=float, default=None, help="CFG scale (default: 4 shipped model, else 7.5)")
+    s.add_argument("--negative-prompt", default=None, help="negative prompt for the unconditional branch")
+    s.add_argument("--size", type=int, default=None, help="image height and width (default: the model's size)")
+    s.add_argument("--batch-size", type=int, default=4, help="images per forward batch (default 4)")
     out = p.add_argument_group("output")
     out.add_argument("--out", default="generated", metavar="DIR", help="output folder (default ./generated)")
-    out.add_argument(
-        "--grid-max", type=int, default=64, help="at most this many images in grid.png (default 64)"
-    )
+    out.add_argument("--grid-max", type=int, default=64, help="at most this many images in grid.png")
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
-
-
-def _add_model_args(group) -> None:
-    group.add_argument(
-        "--model",
-        default="shapesworld",
-        help="diffusers folder, hub id, 'shapesworld' (shipped) or 'tiny-random' (default shapesworld)",
-    )
-    group.add_argument(
-        "--adapter", metavar="DIR", help="discriminative adapter folder (enables self-correction)"
-    )
-    group.add_argument("--lora", metavar="DIR", help="stage-2 LoRA folder (pytorch_lora_weights.safetensors)")
-    group.add_argument(
-        "--blocks", nargs="+", default=["mid"], help="U-Net block(s) the adapter probes (default mid)"
-    )
-    group.add_argument("--fuse", choices=("sum", "concat"), default="sum", help="fusion of several blocks")
-    group.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    group.add_argument(
-        "--dtype",
-        choices=("fp32", "fp16", "bf16"),
-        default=None,
-        help="model precision (default: fp16 on cuda, fp32 on cpu); the correction is fp32",
-    )
-
-
-def _add_correction_args(group) -> None:
-    from dptune.sampling.config import DEFAULT_WINDOW
-
-    group.add_argument(
-        "--eta",
-        type=float,
-        default=None,
-        help=f"guidance strength eta of Eq. 9; 0 = plain SD (default {PAPER_ETA} with --adapter, else 0)",
-    )
-    group.add_argument(
-        "--window",
-        type=float,
-        nargs=2,
-        default=list(DEFAULT_WINDOW),
-        metavar=("START", "END"),
-        help=f"trajectory fractions where the correction applies (default {DEFAULT_WINDOW[0]} "
-        f"{DEFAULT_WINDOW[1]}; 0 1 = every step)",
-    )
-    group.add_argument(
-        "--mode",
-        choices=("paper", "official"),
-        default="paper",
-        help="paper: z_hat feeds both CFG branches and the step; official: the released code",
-    )
-    group.add_argument(
-        "--normalize-grad", action="store_true", help="unit-RMS gradient per sample (use small eta)"
-    )
-    group.add_argument(
-        "--grad-space",
-        choices=("latent", "model_input"),
-        default="latent",
-        help="apply Eq. 9 to the scheduler's latent (default) or to the scaled U-Net input",
-    )
-    group.add_argument(
-        "--sc-objective",
-        choices=("match", "grounded"),
-        default="match",
-        help="match: the paper's matching score; grounded (extension): steer the REC boxes of the two "
-        "objects of a prompt like 'X to the left of Y' (other prompts are left alone; use --normalize-grad "
-        "--eta 0.1)",
-    )
-    group.add_argument(
-        "--ground-t", type=int, default=100, help="grounded: timestep at which the REC head reads the image"
-    )
-    group.add_argument(
-        "--grad-every",
-        type=int,
-        default=1,
-        help="speed variant: recompute the gradient every k-th corrected step (default 1 = paper)",
-    )
 
 
 def _collect_prompts(args) -> list[str]:
@@ -158,38 +77,11 @@ def _collect_seeds(args) -> list[int]:
     return list(range(args.seed, args.seed + args.num_images))
 
 
-def _correction(args):
-    from dptune.sampling import SelfCorrectionConfig
-
-    eta = args.eta if args.eta is not None else (PAPER_ETA if args.adapter else 0.0)
-    if eta > 0 and not args.adapter:
-        raise ValueError(f"--eta {eta} needs a discriminative adapter: add --adapter DIR (or use --eta 0)")
-    return SelfCorrectionConfig(
-        eta=eta,
-        window=tuple(args.window),
-        normalize_grad=args.normalize_grad,
-        mode=args.mode,
-        grad_space=args.grad_space,
-        grad_every=args.grad_every,
-        objective=args.sc_objective,
-        ground_t=args.ground_t,
-    )
-
-
 def _check_args(args) -> None:
-    for flag, value in (
-        ("--batch-size", args.batch_size),
-        ("--steps", args.steps),
-        ("--grid-max", args.grid_max),
-    ):
+    for flag, value in (("--batch-size", args.batch_size), ("--steps", args.steps or 1),
+                        ("--grid-max", args.grid_max)):
         if value < 1:
             raise ValueError(f"{flag} must be >= 1; got {value}")
-    for flag, value in (("--adapter", args.adapter), ("--lora", args.lora)):
-        if value and not Path(value).is_dir():
-            what = (
-                "save_adapter's folder with adapter_config.json" if flag == "--adapter" else "a lora/ folder"
-            )
-            raise FileNotFoundError(f"{flag} directory {value} does not exist; pass {what}")
 
 
 def _warn_overlong(tokenizer, prompts: list[str]) -> None:
@@ -209,56 +101,33 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from dptune.methods import GenerationContext, parse_method
+
     prompts, seeds = _collect_prompts(args), _collect_seeds(args)
     _check_args(args)
-    correction = _correction(args)
+    method = parse_method(args.method, weights={"adapter": args.adapter, "lora": args.lora})
+    method.check_weights()  # before loading a large model
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = args.dtype or ("fp16" if str(device).startswith("cuda") else "fp32")
     from diffusers.utils import logging as diffusers_logging
 
-    from dptune.sampling import DPTPipeline
-
     diffusers_logging.set_verbosity_error()  # our own one-line warnings replace diffusers' per-batch ones
-    pipe = DPTPipeline.from_pretrained(
-        args.model,
-        adapter=args.adapter,
-        lora=args.lora,
-        blocks=args.blocks,
-        fuse=args.fuse,
-        device=device,
-        dtype=dtype,
-        scheduler=args.scheduler,
-    )
-    _warn_overlong(pipe.pipe.tokenizer, prompts)
-    settings = _settings(args, correction, device, dtype, pipe)
+    ctx = GenerationContext(args.model, device, args.steps, args.guidance, args.scheduler, dtype,
+                            args.negative_prompt, args.size)
+    generate = method.method.generator(method.config, ctx)
+    _warn_overlong(ctx.backbone(getattr(method.config, "lora", None)).tokenizer, prompts)
+    settings = {"method": method.to_json(), "model": str(args.model), "scheduler": args.scheduler,
+                "steps": ctx.steps, "guidance": ctx.guidance, "negative_prompt": args.negative_prompt,
+                "size": args.size, "device": str(device), "dtype": dtype, "generator": generate.description}
     with warnings.catch_warnings():  # said once above, not once per batch
         warnings.filterwarnings("ignore", message=".*exceed the tokenizer limit.*")
-        written = _generate_all(pipe, prompts, seeds, correction, settings, args)
+        written = _generate_all(generate, prompts, seeds, settings, args)
     print(f"wrote {len(written)} images, metadata.jsonl and grid.png to {args.out}")
     return 0
 
 
-def _settings(args, correction, device, dtype, pipe) -> dict:
-    from dataclasses import asdict
-
-    return {
-        "model": str(args.model),
-        "adapter": args.adapter,
-        "lora": args.lora,
-        "blocks": list(args.blocks),
-        "scheduler": args.scheduler,
-        "steps": args.steps,
-        "guidance": args.guidance,
-        "negative_prompt": args.negative_prompt,
-        "height": args.height or pipe.default_size,
-        "width": args.width or pipe.default_size,
-        "device": str(device),
-        "dtype": dtype,
-        "correction": asdict(correction) | {"window": list(correction.window)},
-    }
-
-
-def _generate_all(pipe, prompts, seeds, correction, settings, args) -> list[dict]:
+def _generate_all(generate, prompts, seeds, settings, args) -> list[dict]:
+    from PIL import Image
     from tqdm.auto import tqdm
 
     from dptune.sampling.prompts import make_jobs
@@ -270,32 +139,15 @@ def _generate_all(pipe, prompts, seeds, correction, settings, args) -> list[dict
     bar = tqdm(total=len(jobs), unit="img", desc="generate", disable=args.no_progress)
     for lo in range(0, len(jobs), args.batch_size):
         batch = jobs[lo : lo + args.batch_size]
-        pil = pipe(
-            [j.prompt for j in batch],
-            seeds=[j.seed for j in batch],
-            num_inference_steps=args.steps,
-            guidance_scale=args.guidance,
-            negative_prompt=args.negative_prompt,
-            correction=correction,
-            height=args.height,
-            width=args.width,
-            output_type="pil",
-            progress=False,
-        )
-        for k, (job, image) in enumerate(zip(batch, pil, strict=True)):
+        arrays = generate([j.prompt for j in batch], [j.seed for j in batch])  # (b, H, W, 3) in [0, 1]
+        trace_of = getattr(getattr(generate, "pipe", None), "last_trace", [])
+        for k, (job, array) in enumerate(zip(batch, arrays, strict=True)):
+            image = Image.fromarray((array * 255).round().clip(0, 255).astype("uint8"))
             name = f"{job.stem}.png"
             atomic_write(out / name, lambda tmp, im=image: im.save(tmp, format="PNG"))
-            trace = [[r["step"], r["score"][k]] for r in pipe.last_trace if not r["reused"]]
-            records.append(
-                {
-                    "file": name,
-                    "prompt": job.prompt,
-                    "prompt_index": job.prompt_index,
-                    "seed": job.seed,
-                    **settings,
-                    "adapter_score_trace": trace,
-                }
-            )
+            trace = [[r["step"], r["score"][k]] for r in trace_of if not r["reused"] and k < len(r["score"])]
+            records.append({"file": name, "prompt": job.prompt, "prompt_index": job.prompt_index,
+                            "seed": job.seed, **settings, "guidance_score_trace": trace})
             images.append(image)
         bar.update(len(batch))
     bar.close()

@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "adapter-info": "dptune.cli.adapter_info_cmd",
     "probe": "dptune.cli.train_cmd",
     "tune": "dptune.cli.train_cmd",
+    "methods": "dptune.cli.methods_cmd",
     "generate": "dptune.cli.generate_cmd",
     "eval": "dptune.cli.eval_cmd",
     "shapesworld": "dptune.cli.shapesworld_cmd",
@@ -29,8 +30,8 @@ class UserError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dptune",
-        description="Discriminative Probing and Tuning (DPT) for Stable Diffusion: probe, tune, "
-        "self-correct, evaluate.",
+        description="Make text-to-image diffusion models follow their prompts with discriminative signals: "
+        "probe, tune, generate with any registered method, evaluate and compare.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():

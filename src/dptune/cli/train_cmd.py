@@ -5,12 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 
-# Stage defaults on top of TrainConfig's (paper B.3.1; stage 2 also follows the official code's MSE 1).
-STAGE_DEFAULTS = {
-    "probe": {"stage": "probe", "out_dir": "runs/probe"},
-    "tune": {"stage": "tune", "out_dir": "runs/tune", "steps": 6000, "grad_accum": 8, "lr_schedule": "cosine",
-             "mse_weight": 1.0},
-}
 HELP = {
     "probe": "stage 1: train the discriminative adapter on a frozen SD (ITM + REC)",
     "tune": "stage 2: LoRA on the U-Net + adapter with the discriminative losses (+ MSE)",
@@ -32,6 +26,7 @@ def register(sub, name: str) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from dptune.training import TrainConfig, train
+    from dptune.training.config import STAGE_DEFAULTS
     from dptune.utils.config import merge_config
 
     cfg = merge_config(TrainConfig, args, STAGE_DEFAULTS[args.command], args.config)

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from dptune.demo.names import GROUNDED_SC, SC_CURVE_PREFIX
+from dptune.methods import parse_method
 from dptune.utils.config import field
 
 # ShapesWorld-sized settings. The paper's values (60k/6k steps, d=256) are for real SD on GPUs
@@ -25,8 +27,6 @@ PRESETS = {
     "quick": dict(probe_steps=60, tune_steps=30, prompts_per_category=4, images_per_prompt=2, disc_items=48,
                   gen_val_prompts=0, validate_every=30, sc_curve=[]),
 }
-SC_CURVE_PREFIX = "dpt+sc eta "  # method names of the self-correction strength curve's extra points
-GROUNDED_SC = "dpt+grounded-sc"  # the extension: self-correction on the REC boxes of relation prompts
 ABLATIONS = {  # name -> stage-2 loss scales (paper Table 4: global matching, local grounding, MSE)
     "GM only": dict(itm_weight=1.0, rec_weight=0.0, mse_weight=1.0),
     "LG only": dict(itm_weight=0.0, rec_weight=1.0, mse_weight=1.0),
@@ -110,9 +110,10 @@ def _train_configs(cfg: DemoConfig, out: Path):
 
 
 def _eval_config(cfg: DemoConfig, out: Path, **kw):
-    from dptune.evaluation.suite import EvalConfig
+    from dptune.evaluation.config import EvalConfig
 
-    base = dict(prompts=["shapesworld-id", "shapesworld-ood"], prompts_per_category=cfg.prompts_per_category,
+    base = dict(model=cfg.model, prompts=["shapesworld-id", "shapesworld-ood"],
+                prompts_per_category=cfg.prompts_per_category,
                 images_per_prompt=cfg.images_per_prompt, seed=cfg.seed, discriminative=True,
                 disc_items=cfg.disc_items, out=str(out), n_boot=1000, grid_prompts=8)
     return EvalConfig(**{**base, **kw})
@@ -123,7 +124,6 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
     import torch
 
     from dptune.demo.report import write_demo_report
-    from dptune.evaluation.methods import MethodSpec, standard_methods
     from dptune.evaluation.suite import evaluate_methods
     from dptune.training import train
     from dptune.utils.io import save_json
@@ -137,22 +137,15 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
     timings["stage 1 (probe)"] = time.perf_counter() - t0
     train(tune_cfg, progress=progress)
     timings["stage 2 (tune)"] = time.perf_counter() - t0 - sum(timings.values())
-    best = out / "tune" / "best"
-    methods = standard_methods(["base", "dpt", "dpt+sc"], cfg.model, str(best / "adapter"), str(best / "lora"),
-                               eta=cfg.eta)
-    dpt_sc = methods[-1]
-    methods += [replace(dpt_sc, name=f"{SC_CURVE_PREFIX}{eta:g}", eta=eta) for eta in cfg.sc_curve]
-    if cfg.grounded_eta > 0:
-        methods.append(replace(dpt_sc, name=GROUNDED_SC, eta=cfg.grounded_eta,
-                               sc={"objective": "grounded", "normalize_grad": True}))
-    stage1 = MethodSpec(name="stage-1 probe", model=cfg.model, adapter=str(out / "probe" / "final" / "adapter"))
+    runs = _demo_methods(cfg, out)
     ablations = _run_ablations(cfg, tune_cfg, out, progress) if cfg.ablation else []
     timings["ablation training"] = time.perf_counter() - t0 - sum(timings.values())
-    main = evaluate_methods(methods + ablations, _eval_config(cfg, out / "eval"), progress=progress,
+    main = evaluate_methods(runs + ablations, _eval_config(cfg, out / "eval"), progress=progress,
                             write_report=False)
+    stage1 = parse_method("dpt", {"adapter": str(out / "probe" / "final" / "adapter")}, label="stage-1 probe")
     disc = evaluate_methods([stage1], _eval_config(cfg, out / "eval_probe", prompts=["none"]), progress=progress,
                             write_report=False)
-    text_check = _text_check(cfg.model, str(best / "lora"))
+    text_check = _text_check(cfg.model, str(out / "tune" / "best" / "lora"))
     timings["evaluation"] = time.perf_counter() - t0 - sum(timings.values())
     results = {**main, "methods": disc["methods"] + main["methods"], "demo": {
         "config": vars(cfg), "timings_s": {k: round(v, 1) for k, v in timings.items()},
@@ -162,24 +155,39 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
     return results
 
 
+def _demo_methods(cfg: DemoConfig, out: Path) -> list:
+    """base, dpt, dpt+sc (and its strength curve) and dpt+gsc from the registry, on the stage-2 best weights."""
+    best = out / "tune" / "best"
+    weights = {"adapter": str(best / "adapter"), "lora": str(best / "lora")}
+    runs = [parse_method("base", weights), parse_method("dpt", weights),
+            parse_method(f"dpt+sc:eta={cfg.eta}", weights, label="dpt+sc")]
+    runs += [parse_method(f"dpt+sc:eta={eta}", weights, label=f"{SC_CURVE_PREFIX}{eta:g}") for eta in cfg.sc_curve]
+    if cfg.grounded_eta > 0:
+        runs.append(parse_method(f"dpt+gsc:eta={cfg.grounded_eta}", weights, label=GROUNDED_SC))
+    return runs
+
+
 def _text_check(model: str, lora: str) -> dict:
     """How far the base and the tuned text encoder put a caption from each kind of hard-negative edit."""
-    from dptune.evaluation.methods import MethodSpec, load_backbone_for
-    from dptune.evaluation.text_check import edit_separability, shapesworld_edit_pairs
+    from dptune.evaluation.text_check import edit_separability
+    from dptune.methods import GenerationContext
+    from dptune.plugins import world_of_model
 
-    pairs = shapesworld_edit_pairs(64)
-    return {name: edit_separability(load_backbone_for(MethodSpec(name=name, model=model, lora=lo)), pairs)
-            for name, lo in (("base", None), ("dpt", lora))}
+    world = world_of_model(model)
+    if world is None or world.edit_pairs is None:  # no world edit pairs for this model: nothing to check
+        return {}
+    pairs = world.edit_pairs(64)
+    ctx = GenerationContext(model)
+    return {name: edit_separability(ctx.backbone(lo), pairs) for name, lo in (("base", None), ("dpt", lora))}
 
 
 def _run_ablations(cfg: DemoConfig, tune_cfg, out: Path, progress: bool) -> list:
-    """Stage-2 variants with one loss family each; returns their MethodSpecs (LoRA only, eta 0)."""
-    from dptune.evaluation.methods import MethodSpec
+    """Stage-2 variants with one loss family each; returns their method runs (``dpt`` on each LoRA)."""
     from dptune.training import train
 
     specs = []
     for name, weights in ABLATIONS.items():
         folder = out / "ablation" / name.lower().replace(" ", "_")
         train(replace(tune_cfg, out_dir=str(folder), **weights), progress=progress)
-        specs.append(MethodSpec(name=name, model=cfg.model, lora=str(folder / "best" / "lora")))
+        specs.append(parse_method("dpt", {"lora": str(folder / "best" / "lora")}, label=name))
     return specs

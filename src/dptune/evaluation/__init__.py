@@ -1,10 +1,11 @@
 """Evaluation suite of DPT (paper Sec. 4): discriminative (ITM, REC) and generative (judge, CLIP, BLIP, FID,
 IS, GenEval rules) metrics, prompt sets, multi-method comparison reports and ``dptune eval``.
 
->>> from dptune.evaluation import EvalConfig, evaluate_methods, standard_methods
->>> methods = standard_methods(["base", "dpt", "dpt+sc"], "shapesworld", adapter="run/final/adapter",
-...                            lora="run/final/lora", eta=0.5)
->>> results = evaluate_methods(methods, EvalConfig(out="runs/eval", discriminative=True))
+>>> from dptune.evaluation import EvalConfig, evaluate_methods
+>>> from dptune.methods import parse_method
+>>> weights = {"adapter": "run/final/adapter", "lora": "run/final/lora"}
+>>> runs = [parse_method(m, weights) for m in ("base", "dpt", "dpt+sc:eta=0.5")]
+>>> results = evaluate_methods(runs, EvalConfig(out="runs/eval", discriminative=True))
 
 Submodules are imported on first use (torch only where needed), so ``dptune --help`` stays fast.
 """
@@ -15,13 +16,9 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    # suite and methods
-    "EvalConfig": "suite",
+    # suite
+    "EvalConfig": "config",
     "evaluate_methods": "suite",
-    "MethodSpec": "methods",
-    "parse_method": "methods",
-    "standard_methods": "methods",
-    "default_method_names": "methods",
     # discriminative
     "ITMItem": "disc_items",
     "RECItem": "disc_items",

@@ -1,8 +1,9 @@
-"""Self-correcting generation (paper Sec. 3.3, Eq. 9) and ``DPTPipeline``.
+"""Guided sampling: a scheduler-agnostic loop whose denoiser climbs any :class:`GuidanceObjective` (Eq. 9).
 
->>> from dptune.sampling import DPTPipeline, SelfCorrectionConfig
->>> pipe = DPTPipeline.from_pretrained("shapesworld", adapter="runs/probe/final/adapter", scheduler="ddim")
->>> images = pipe(["a red circle left of a blue square"], seeds=[0], correction=SelfCorrectionConfig())
+>>> from dptune.sampling import GuidedPipeline, SelfCorrectionConfig
+>>> pipe = GuidedPipeline.from_pretrained("shapesworld", scheduler="ddim")
+>>> images = pipe(["a red circle left of a blue square"], seeds=[0],
+...               correction=SelfCorrectionConfig(), objective=my_objective)
 """
 
 from typing import Any
@@ -12,10 +13,9 @@ from dptune.sampling.config import DEFAULT_WINDOW, MODES, SelfCorrectionConfig
 # Everything else needs torch/diffusers: loaded on first use so `dptune --help` stays fast.
 _LAZY = {
     "CorrectionRecord": "correction", "SelfCorrector": "correction", "CFGDenoiser": "denoiser",
-    "Conditioning": "denoiser", "SelfCorrectingDenoiser": "denoiser", "DPTPipeline": "pipeline",
-    "load_lora_into": "pipeline", "load_probe": "pipeline", "load_sd_pipeline": "pipeline",
-    "SCHEDULERS": "schedulers", "make_scheduler": "schedulers",
-    "GroundingTargets": "grounded", "parse_relation": "grounded",
+    "Conditioning": "denoiser", "SelfCorrectingDenoiser": "denoiser", "GuidedPipeline": "pipeline",
+    "load_sd_pipeline": "pipeline", "SCHEDULERS": "schedulers", "make_scheduler": "schedulers",
+    "GuidanceCond": "guidance", "GuidanceObjective": "guidance",
 }
 
 
@@ -34,14 +34,12 @@ __all__ = [
     "CFGDenoiser",
     "Conditioning",
     "CorrectionRecord",
-    "DPTPipeline",
-    "GroundingTargets",
+    "GuidanceCond",
+    "GuidanceObjective",
+    "GuidedPipeline",
     "SelfCorrectingDenoiser",
     "SelfCorrectionConfig",
     "SelfCorrector",
-    "load_lora_into",
-    "parse_relation",
-    "load_probe",
     "load_sd_pipeline",
     "make_scheduler",
 ]

@@ -1,4 +1,4 @@
-"""Configuration of self-correcting generation (paper Sec. 3.3, Eq. 9)."""
+"""Configuration of self-correcting generation (paper Sec. 3.3, Eq. 9), whatever objective is climbed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from dptune.utils.config import field
 
 MODES = ("paper", "official")
-OBJECTIVES = ("match", "grounded")
 GRAD_SPACES = ("latent", "model_input")
 
 # Default window: correct during the first half of the trajectory only. Layout, object count and attribute
@@ -20,7 +19,7 @@ DEFAULT_WINDOW = (0.0, 0.5)
 
 @dataclass
 class SelfCorrectionConfig:
-    """How the adapter's gradient steers sampling: z_hat_t = z_t + eta * ds(z_t, y)/dz_t (paper Eq. 9).
+    """How an objective's gradient steers sampling: z_hat_t = z_t + eta * ds(z_t, y)/dz_t (paper Eq. 9).
 
     ``window`` is a half-open range ``[start, end)`` of the *trajectory fraction* ``i / n`` of sampler call
     ``i`` out of ``n`` (``n`` = len(scheduler.timesteps)); ``(0, 1)`` corrects at every step.
@@ -47,16 +46,6 @@ class SelfCorrectionConfig:
         "scale_model_input(z_t) mapped back, so eta means the same for Euler (sigma-scaled latents) as for "
         "DDIM/PNDM/DPM-Solver (identical for those)",
     )
-    objective: str = field(
-        "match",
-        help="'match': the paper's matching score s(z_t, y); 'grounded' (extension, not the paper): a hinge "
-        "on the REC boxes of the two objects of a prompt that states a spatial relation, read at ground_t on "
-        "the denoiser's clean estimate (other prompts are not corrected; use with normalize_grad)",
-    )
-    ground_t: int = field(100, help="'grounded': timestep at which the REC head reads the clean estimate")
-    relation_margin: float = field(
-        0.25, help="'grounded': wanted offset of the two box centres along the relation's axis (image widths)"
-    )
     grad_every: int = field(
         1,
         help="speed variant, NOT the paper: recompute ds/dz every k-th corrected step and reuse the last "
@@ -76,16 +65,6 @@ class SelfCorrectionConfig:
         if self.grad_space not in GRAD_SPACES:
             raise ValueError(
                 f"SelfCorrectionConfig: grad_space must be one of {GRAD_SPACES}; got {self.grad_space!r}"
-            )
-        if self.objective not in OBJECTIVES:
-            raise ValueError(
-                f"SelfCorrectionConfig: objective must be one of {OBJECTIVES}; got {self.objective!r}"
-            )
-        if isinstance(self.ground_t, bool) or not isinstance(self.ground_t, int) or not 0 <= self.ground_t < 1000:
-            raise ValueError(f"SelfCorrectionConfig: ground_t must be an integer in [0, 1000); got {self.ground_t!r}")
-        if not 0 < self.relation_margin <= 1:
-            raise ValueError(
-                f"SelfCorrectionConfig: relation_margin must be in (0, 1] (image widths); got {self.relation_margin}"
             )
         if not isinstance(self.normalize_grad, bool):
             raise ValueError(

@@ -1,45 +1,28 @@
-"""The self-correction step of paper Sec. 3.3, Eq. 9: z_hat_t = z_t + eta * d s(z_t, y) / d z_t.
+"""Self-correction as a latent update (paper Sec. 3.3, Eq. 9): z_hat_t = z_t + eta * d score(z_t) / d z_t.
 
-s(z_t, y) is the adapter's matching score (max over the matching queries of cos(CLIP(y), h_i), Sec. 3.1)
-read from a *truncated* U-Net pass that stops at the probed block, with the U-Net conditioned on y (as in
-training). The gradient is taken w.r.t. the latent the scheduler holds: the U-Net sees
+``score`` is any :class:`~dptune.sampling.guidance.GuidanceObjective` (DPT's matching score in the paper).
+The gradient is taken w.r.t. the latent the scheduler holds: the objective sees
 ``scheduler.scale_model_input(z_t, t)`` (a rescaling for Euler, the identity for DDIM/PNDM/DPM-Solver), so
 the chain rule through that scaling is part of the gradient.
 
-Precision: the latent leaf, the score and the update are fp32 even when the U-Net runs in fp16/bf16; for an
-fp16 U-Net the score is multiplied by a loss scale before backward so small gradients do not flush to zero.
+Precision: the latent leaf, the score and the update are fp32 even when the model runs in fp16/bf16; for an
+fp16 model the score is multiplied by a loss scale before backward so small gradients do not flush to zero.
 Only ``torch.autograd.grad(..., inputs=[latent])`` is used, so no ``.grad`` ever lands on model parameters.
 """
 
 from __future__ import annotations
 
-import contextlib
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from dptune.adapter import DPTProbe
-from dptune.backbone import TextEmbeddings
 from dptune.sampling.config import SelfCorrectionConfig
-from dptune.sampling.grounded import GroundingTargets, relation_objective
+from dptune.sampling.guidance import GuidanceCond, GuidanceObjective
 
-FP16_LOSS_SCALE = 2.0**12  # s is a cosine (|s| <= 1): 4096 * s cannot overflow fp16, and lifts ~1e-8 grads
+FP16_LOSS_SCALE = 2.0**12  # scores are O(1): 4096 * s cannot overflow fp16, and lifts ~1e-8 grads
 RMS_EPS = 1e-12
-
-
-@contextlib.contextmanager
-def eval_mode(module: nn.Module) -> Iterator[None]:
-    """Dropout off while scoring (the adapter has dropout 0.1); restores the caller's train/eval state."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)
-
 
 @dataclass
 class CorrectionRecord:
@@ -53,15 +36,17 @@ class CorrectionRecord:
 
 
 class SelfCorrector:
-    """Computes ds/dz_t with a :class:`DPTProbe` and applies Eq. 9; one instance per generation call."""
+    """Computes d score/dz_t of a :class:`GuidanceObjective` and applies Eq. 9; one instance per batch.
 
-    def __init__(self, probe: DPTProbe, config: SelfCorrectionConfig,
-                 grounding: GroundingTargets | None = None) -> None:
-        if config.objective == "grounded" and grounding is None:
-            raise ValueError("the 'grounded' objective needs the batch's GroundingTargets (built from the prompts)")
-        self.probe = probe
+    ``half``: the model the objective runs runs in fp16 (the score is loss-scaled before backward).
+    """
+
+    def __init__(self, objective: GuidanceObjective, config: SelfCorrectionConfig, half: bool = False) -> None:
+        if not callable(getattr(objective, "score", None)):
+            raise TypeError(f"{type(objective).__name__} is not a GuidanceObjective: it has no score(x, t, cond)")
+        self.objective = objective
         self.config = config
-        self.grounding = grounding
+        self.half = half
         self.history: list[CorrectionRecord] = []
         self._cached: torch.Tensor | None = None  # last (possibly normalised) gradient, for grad_every > 1
         self._computed = 0  # corrected steps so far (decides recompute vs reuse)
@@ -69,45 +54,28 @@ class SelfCorrector:
     def active(self, step_index: int, num_steps: int) -> bool:
         return self.config.active(step_index, num_steps)
 
-    def score(
-        self,
-        latents: torch.Tensor,
-        t: torch.Tensor,
-        text: TextEmbeddings,
-        scale_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    ) -> torch.Tensor:
-        """s(z_t, y) per sample -> (B,) fp32, differentiable w.r.t. ``latents`` (the scheduler's latent).
-
-        With ``objective='grounded'`` the relation hinge of :mod:`dptune.sampling.grounded` instead.
-        """
-        unet = self.probe.unet
-        x = scale_fn(latents) if scale_fn is not None else latents  # (B, C, h, w) what the U-Net sees
-        if self.config.objective == "grounded":
-            with eval_mode(self.probe.adapter):
-                return relation_objective(self.probe, x, t, text.hidden, self.grounding, self.config.ground_t,
-                                          self.config.relation_margin)
-        feats = self.probe.features(x.to(unet.dtype), t, text.hidden.to(unet.dtype))  # (B, Cf, hf, wf)
-        adapter = self.probe.adapter
-        with eval_mode(adapter):
-            out = adapter(feats.to(adapter.input_proj.weight.dtype), t)
-        return adapter.match_score(out.match_emb.float(), text.pooled.float())  # (B,)
+    def score(self, latents: torch.Tensor, t: torch.Tensor, cond: GuidanceCond,
+              scale_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """The objective's score per sample -> (B,) fp32, differentiable w.r.t. ``latents``."""
+        x = scale_fn(latents) if scale_fn is not None else latents  # (B, C, h, w) what the model sees
+        return self.objective.score(x, t, cond).float()
 
     def gradient(
         self,
         latents: torch.Tensor,
         t: torch.Tensor,
-        text: TextEmbeddings,
+        cond: GuidanceCond,
         scale_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(ds/dz_t as fp32 (B, C, h, w), s(z_t, y) (B,)).
+        """(d score/dz_t as fp32 (B, C, h, w), score (B,)).
 
         Samples are independent, so one backward of sum_i s_i gives every ds_i/dz_i.
         """
-        loss_scale = FP16_LOSS_SCALE if self.probe.unet.dtype == torch.float16 else 1.0
+        loss_scale = FP16_LOSS_SCALE if self.half else 1.0
         for attempt_scale in (loss_scale, 1.0):
             z = latents.detach().float().requires_grad_(True)  # (B, C, h, w) fp32 leaf
             with torch.enable_grad():
-                s = self.score(z, t, text, scale_fn)  # (B,)
+                s = self.score(z, t, cond, scale_fn)  # (B,)
                 (grad,) = torch.autograd.grad(s.sum() * attempt_scale, [z])
             grad = grad / attempt_scale
             if torch.isfinite(grad).all() or attempt_scale == 1.0:
@@ -123,7 +91,7 @@ class SelfCorrector:
         self,
         latents: torch.Tensor,
         t: torch.Tensor,
-        text: TextEmbeddings,
+        cond: GuidanceCond,
         step_index: int,
         scale_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
@@ -134,7 +102,7 @@ class SelfCorrector:
             direction = self._cached
             record = CorrectionRecord(step_index, float(t), [], [], reused=True)
         else:
-            grad, s = self.gradient(latents, t, text, scale_fn)  # (B, C, h, w), (B,)
+            grad, s = self.gradient(latents, t, cond, scale_fn)  # (B, C, h, w), (B,)
             rms = grad.pow(2).mean(dim=(1, 2, 3)).sqrt()  # (B,)
             direction = grad / (rms[:, None, None, None] + RMS_EPS) if cfg.normalize_grad else grad
             self._cached = direction

@@ -5,7 +5,7 @@ which returns ``(eps, base)``.
   ``StableDiffusionPipeline`` does (same concatenation order, ``scale_model_input``, guidance formula), so
   that without correction the images are bit-identical to the stock pipeline.
 * :class:`SelfCorrectingDenoiser` -- wraps a :class:`CFGDenoiser`; at corrected steps it moves the latent
-  along the adapter's gradient (paper Eq. 9) before the U-Net sees it. It also returns the latent the
+  along an objective's gradient (paper Eq. 9) before the U-Net sees it. It also returns the latent the
   scheduler must step *from* (``base``): z_hat_t in ``paper`` mode, z_t in ``official`` mode. That return
   value is how the corrected latent reaches ``scheduler.step`` without forking the sampler per scheduler type.
 """
@@ -17,8 +17,8 @@ from functools import partial
 
 import torch
 
-from dptune.backbone import TextEmbeddings
 from dptune.sampling.correction import SelfCorrector
+from dptune.sampling.guidance import GuidanceCond
 
 
 @dataclass
@@ -27,7 +27,7 @@ class Conditioning:
 
     cond: torch.Tensor  # (B, L, D) prompt hidden states for the U-Net
     uncond: torch.Tensor | None  # (B, L, D) negative / empty prompt; None without CFG
-    text: TextEmbeddings | None = None  # prompt (hidden, pooled) scored by the adapter; None: no correction
+    guidance: GuidanceCond | None = None  # what the objective scores; None: no correction
 
 
 class CFGDenoiser:
@@ -87,10 +87,10 @@ class SelfCorrectingDenoiser:
     def step(
         self, z: torch.Tensor, t: torch.Tensor, step_index: int, num_steps: int, cond: Conditioning
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if cond.text is None or not self.corrector.active(step_index, num_steps):
+        if cond.guidance is None or not self.corrector.active(step_index, num_steps):
             return self.inner.step(z, t, step_index, num_steps, cond)
         scale_fn = partial(self.inner.scheduler.scale_model_input, timestep=t)
-        z_hat = self.corrector.correct(z, t, cond.text, step_index, scale_fn).to(z.dtype)  # (B, C, h, w)
+        z_hat = self.corrector.correct(z, t, cond.guidance, step_index, scale_fn).to(z.dtype)  # (B, C, h, w)
         if self.corrector.config.mode == "official":
             return self.inner(z, z_hat, t, cond), z
         return self.inner(z_hat, z_hat, t, cond), z_hat

@@ -17,6 +17,14 @@ LORA_TARGETS = {
     "all": r".*attn[12]\.(to_q|to_k|to_v|to_out\.0)$",  # official code: every attention processor
 }
 
+# Stage defaults on top of TrainConfig's field defaults (paper B.3.1; stage 2 also follows the official code's
+# MSE anchor of 1). `TrainConfig.for_stage("tune")` is the paper's stage 2, not stage 1 with stage="tune".
+STAGE_DEFAULTS: dict[str, dict] = {
+    "probe": {"stage": "probe", "out_dir": "runs/probe"},
+    "tune": {"stage": "tune", "out_dir": "runs/tune", "steps": 6000, "grad_accum": 8, "lr_schedule": "cosine",
+             "mse_weight": 1.0},
+}
+
 
 @dataclass
 class TrainConfig:
@@ -86,6 +94,13 @@ class TrainConfig:
     checkpoint_every: int = field(1000, help="steps between checkpoints (one is always written at the end)")
     keep_checkpoints: int = field(2, help="how many step checkpoints to keep (best/ and final/ are kept apart)")
     log_every: int = field(10, help="steps between metrics.jsonl / TensorBoard entries")
+
+    @classmethod
+    def for_stage(cls, stage: str, **overrides) -> TrainConfig:
+        """The paper's settings of ``stage`` ('probe' = stage 1, 'tune' = stage 2) with ``overrides``."""
+        if stage not in STAGE_DEFAULTS:
+            raise ValueError(f"TrainConfig: stage must be one of {STAGES}; got {stage!r}")
+        return cls(**{**STAGE_DEFAULTS[stage], **overrides})
 
     def __post_init__(self) -> None:
         checks = [

@@ -1,4 +1,4 @@
-"""Training data: dataset registry and a resume-exact batch sampler.
+"""Training data: the world's datasets (from the registry) and a resume-exact batch sampler.
 
 The sampler derives every batch from (seed, epoch) permutations, so step k's batch is the same whether the
 run started at 0 or resumed at k -- and each process of a multi-process run takes its own slice.
@@ -40,18 +40,17 @@ class StepBatchSampler(Sampler[list[int]]):
 
 
 def build_datasets(cfg: TrainConfig, image_size: int):
-    """(train, validation) datasets for ``cfg.data``."""
-    if cfg.data == "shapesworld":
-        from dptune.shapesworld import ShapesWorldDataset
+    """(train, validation) datasets of the world ``cfg.data`` (see :mod:`dptune.plugins`)."""
+    from dptune.plugins import get_world, worlds
 
-        # validation: held-out seeds of the same (in-distribution) compositions
-        return (ShapesWorldDataset("train", size=cfg.data_size, seed=cfg.seed),
-                ShapesWorldDataset("id", size=cfg.val_size, seed=10_000 + cfg.seed))
-    if cfg.data == "coco":
-        from dptune.data.training_sets import build_coco_datasets
-
-        return build_coco_datasets(cfg, image_size)
-    raise ValueError(f"unknown data {cfg.data!r}; choose 'shapesworld' or 'coco'")
+    try:
+        world = get_world(cfg.data)
+    except ValueError:
+        raise ValueError(f"unknown data {cfg.data!r}; choose a registered world: {sorted(worlds())}") from None
+    if world.train_datasets is None:
+        trainable = sorted(n for n, w in worlds().items() if w.train_datasets is not None)
+        raise ValueError(f"world {cfg.data!r} provides no training data; train on one of {trainable}")
+    return world.train_datasets(cfg, image_size)
 
 
 def train_loader(dataset, cfg: TrainConfig, start_micro: int, rank: int, world: int) -> DataLoader:

@@ -1,7 +1,8 @@
-"""The training loop shared by stage 1 (probing) and stage 2 (tuning), on accelerate.
+"""The training loop shared by every trained method (DPT stages 1 and 2, token methods), on accelerate.
 
-Small on purpose: every piece (objective, checkpoints, data order, validation) is a library function.
-Multi-GPU: ``accelerate launch -m dptune.cli.main probe ...`` runs the same code on every process.
+Small on purpose: what is trained comes as a :class:`~dptune.training.task.TrainingTask`; checkpoints, data
+order and seeds are library functions. Multi-GPU: ``accelerate launch -m dptune.cli.main probe ...`` runs the
+same code on every process.
 """
 
 from __future__ import annotations
@@ -16,11 +17,8 @@ import torch
 
 from dptune.training import checkpoint as ckpt
 from dptune.training.config import TrainConfig
-from dptune.training.data import build_datasets, fixed_batches, train_loader
-from dptune.training.lora import save_lora
-from dptune.training.objective import prepare_inputs
-from dptune.training.setup import build_backbone, build_objective, param_groups
-from dptune.training.validation import discriminative_metrics, shapesworld_alignment
+from dptune.training.data import fixed_batches, train_loader
+from dptune.training.task import TrainingTask
 from dptune.utils.config import to_dict
 from dptune.utils.io import save_json
 
@@ -43,25 +41,28 @@ def step_seed(seed: int, step: int, micro: int, rank: int) -> int:
     return ((seed * 1_000_003 + step) * 997 + micro) * 131 + rank
 
 
-class Trainer:
-    def __init__(self, cfg: TrainConfig, progress: bool = True):
-        from accelerate import Accelerator
-        from accelerate.utils import DistributedDataParallelKwargs
+def make_accelerator(cfg, find_unused_parameters: bool = False):
+    """accelerate's Accelerator for ``cfg`` (CPU gloo group when no GPU, TensorBoard logging)."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
 
-        self.cfg, self.out = cfg, Path(cfg.out_dir)
-        # LoRA after the probed block gets no gradient without a denoising term: tell DDP.
-        ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.stage == "tune" and cfg.mse_weight == 0
-                                            and cfg.contrast_weight == 0)
-        cuda = torch.cuda.is_available()  # cpu=True lets accelerate form a gloo group for CPU multi-process runs
-        self.acc = Accelerator(cpu=not cuda, mixed_precision=cfg.mixed_precision if cuda else "no",
-                               log_with="tensorboard", project_dir=str(self.out), kwargs_handlers=[ddp])
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)
+    cuda = torch.cuda.is_available()  # cpu=True lets accelerate form a gloo group for CPU multi-process runs
+    return Accelerator(cpu=not cuda, mixed_precision=cfg.mixed_precision if cuda else "no",
+                       log_with="tensorboard", project_dir=str(cfg.out_dir), kwargs_handlers=[ddp])
+
+
+class Trainer:
+    """Trains ``task`` under the generic settings of ``cfg`` (steps, batch, optimiser, intervals, seed)."""
+
+    def __init__(self, cfg, task: TrainingTask, accelerator=None, progress: bool = True):
+        self.cfg, self.out, self.task = cfg, Path(cfg.out_dir), task
+        self.acc = accelerator or make_accelerator(cfg, task.find_unused_parameters)
         self.progress = progress and self.acc.is_main_process
-        self.backbone = build_backbone(cfg, self.acc.device)
         # self.model: the plain objective (names in checkpoints never carry DDP's "module." prefix);
         # self.objective: what accelerate.prepare returns (DDP-wrapped in multi-process runs)
-        self.model = self.objective = build_objective(cfg, self.backbone)
-        self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay, cfg.text_encoder_lr), lr=cfg.lr,
-                                           betas=tuple(cfg.betas))
+        self.model = self.objective = task.objective
+        self.optimizer = torch.optim.AdamW(task.param_groups, lr=cfg.lr, betas=tuple(cfg.betas))
         from diffusers.optimization import get_scheduler
 
         self.scheduler = get_scheduler(cfg.lr_schedule, self.optimizer, num_warmup_steps=cfg.warmup_steps,
@@ -80,20 +81,13 @@ class Trainer:
         self.step, self.best = state["step"], state.get("best")
         self.history = state.get("history", [])
 
-    def exports(self, directory: Path) -> None:
-        from dptune.adapter import save_adapter
-
-        save_adapter(self.model.probe.adapter, directory / "adapter")
-        if self.cfg.stage == "tune":
-            save_lora(self.backbone.unet, directory / "lora", self.backbone.text_encoder)
-
     def save(self, name: str | None = None) -> Path | None:
         if not self.acc.is_main_process:
             return None
         state = {"step": self.step, "best": self.best, "history": self.history,
                  "world_size": self.acc.num_processes}
         path = ckpt.write_checkpoint(self.out, name or f"step-{self.step:07d}", self.model, self.optimizer,
-                                     self.scheduler, state, to_dict(self.cfg), self.exports)
+                                     self.scheduler, state, to_dict(self.cfg), self.task.export)
         ckpt.prune_checkpoints(self.out, self.cfg.keep_checkpoints)
         return path
 
@@ -105,7 +99,7 @@ class Trainer:
         import tempfile
 
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.out))
-        self.exports(tmp)
+        self.task.export(tmp)
         save_json(tmp / "config.json", to_dict(self.cfg))
         save_json(tmp / "state.json", {"step": self.step, "validation": self.history[-1] if self.history else None})
         shutil.rmtree(self.out / name, ignore_errors=True)
@@ -113,12 +107,9 @@ class Trainer:
 
     # ---- validation ------------------------------------------------------------------------------
     def validate(self, val_batches: list[dict]) -> dict:
-        metrics = discriminative_metrics(self.model, val_batches, self.cfg.val_t, seed=self.cfg.seed)
-        if self.cfg.stage == "tune" and self.cfg.gen_val_prompts > 0 and self.cfg.data == "shapesworld":
-            metrics.update(shapesworld_alignment(self.backbone, self.cfg.gen_val_prompts, self.cfg.gen_val_steps,
-                                                 self.cfg.gen_val_guidance, seed=self.cfg.seed))
-        # paper B.3.1: stage 2 keeps the checkpoint with the best generation alignment
-        metrics["select"] = metrics.get("gen_overall", (metrics["itm_hn"] + metrics["rec_p1"]) / 2)
+        if self.task.validate is None:
+            return {}
+        metrics = self.task.validate(val_batches)  # holds "select": higher = better checkpoint
         metrics["step"] = self.step
         self.history.append(metrics)
         if self.best is None or metrics["select"] > self.best["select"]:
@@ -135,9 +126,7 @@ class Trainer:
             seed = step_seed(cfg.seed, self.step, micro, rank)
             gen = torch.Generator().manual_seed(seed)
             torch.manual_seed(seed)  # dropout
-            rec_range = None if cfg.rec_t_max is None else (cfg.t_min, cfg.rec_t_max)
-            inputs = prepare_inputs(self.backbone, batch, gen, (cfg.t_min, cfg.t_max), rec_range,
-                                    encode_text=self.model.text_encoder is None)
+            inputs = self.task.prepare(batch, gen)
             sync = micro == cfg.grad_accum - 1  # DDP all-reduces only on the last micro-batch
             with contextlib.nullcontext() if sync else self.acc.no_sync(self.objective):
                 with self.acc.autocast():
@@ -171,14 +160,15 @@ class Trainer:
         if resume:
             self.resume()
         self.objective, self.optimizer = self.acc.prepare(self.objective, self.optimizer)
-        train_ds, val_ds = build_datasets(cfg, self.backbone.image_size)
+        train_ds, val_ds = self.task.datasets
         loader = train_loader(train_ds, cfg, self.step * cfg.grad_accum, self.acc.process_index,
                               self.acc.num_processes)
-        val_batches = fixed_batches(val_ds, cfg.batch_size) if self.acc.is_main_process else []
+        val_batches = fixed_batches(val_ds, cfg.batch_size) if self.acc.is_main_process and val_ds else []
         self.acc.init_trackers("dptune", config={k: v for k, v in to_dict(cfg).items()
                                                  if isinstance(v, int | float | str | bool)})
         batches, t0, stopped = iter(loader), time.perf_counter(), False
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, desc=f"dptune {cfg.stage}")
+        desc = f"dptune {getattr(cfg, 'stage', 'train')}"
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, desc=desc)
         self.objective.train()
         while self.step < cfg.steps:
             logs = self.train_step(batches)
@@ -221,6 +211,14 @@ class Trainer:
 
 
 def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> TrainResult:
-    """Run stage ``cfg.stage`` to ``cfg.steps`` (resuming from ``cfg.out_dir`` if it holds a checkpoint)."""
+    """Run DPT stage ``cfg.stage`` to ``cfg.steps`` (resuming from ``cfg.out_dir`` if it holds a checkpoint)."""
+    from dptune.training.setup import build_dpt_task
+
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
-    return Trainer(cfg, progress=progress).fit(resume=resume)
+    acc = make_accelerator(cfg, find_unused_parameters=dpt_unused_parameters(cfg))
+    return Trainer(cfg, build_dpt_task(cfg, acc.device), acc, progress=progress).fit(resume=resume)
+
+
+def dpt_unused_parameters(cfg: TrainConfig) -> bool:
+    """Stage-2 LoRA after the probed block gets no gradient without a denoising term: DDP must know."""
+    return cfg.stage == "tune" and cfg.mse_weight == 0 and cfg.contrast_weight == 0

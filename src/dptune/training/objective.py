@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dptune.adapter import DPTProbe
+from dptune.adapter import DPTProbe, max_cosine_matrix
 from dptune.backbone import SDBackbone
 from dptune.losses import LossWeights, dpt_losses
 from dptune.losses.denoising import denoising_contrast_loss, per_sample_error
@@ -139,8 +139,12 @@ class DPTObjective(nn.Module):
         inputs = with_text(self.probe.backbone, inputs)  # encoded here, in the graph, if the text encoder trains
         out, i2t, t2i, denoise = self.outputs(inputs)
         bsz = i2t.shape[0]
+        in_batch = None
+        if self.weights.in_batch > 0 and bsz > 1:  # LossWeights.in_batch: CLIP-style in-batch negatives
+            # positive-pass images vs every positive caption (approximate: pass i's features saw caption i)
+            in_batch = max_cosine_matrix(out.match_emb[:bsz].float(), inputs["text_pooled"][0])  # (B, B)
         total, terms = dpt_losses(
-            logit_scale=out.logit_scale, i2t_scores=i2t, t2i_scores=t2i,
+            logit_scale=out.logit_scale, i2t_scores=i2t, t2i_scores=t2i, in_batch_scores=in_batch,
             rec=out.select(slice(5 * bsz, 6 * bsz)), gold_boxes=inputs["ref_box"],
             ref_text_emb=inputs["text_pooled"][3], weights=_scaled(self.weights, self.itm_weight, self.rec_weight),
         )

@@ -1,15 +1,17 @@
-"""Build what a run trains: backbone (frozen, maybe half precision), LoRA (stage 2), adapter, probe, objective."""
+"""DPT's training task: backbone (frozen, maybe half precision), LoRA (stage 2), adapter, probe, objective,
+exports and validation, handed to the shared :class:`~dptune.training.loop.Trainer`."""
 
 from __future__ import annotations
 
 import torch
 
-from dptune.adapter import AdapterConfig, DiscriminativeAdapter, DPTProbe, load_adapter
+from dptune.adapter import DiscriminativeAdapter, DPTProbe, load_adapter, new_adapter
 from dptune.backbone import SDBackbone, load_backbone
 from dptune.losses import LossWeights
 from dptune.training.config import TrainConfig
 from dptune.training.lora import add_lora, add_text_encoder_lora
-from dptune.training.objective import DPTObjective
+from dptune.training.objective import DPTObjective, prepare_inputs
+from dptune.training.task import TrainingTask
 
 HALF = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -24,10 +26,8 @@ def build_adapter(cfg: TrainConfig, backbone: SDBackbone) -> DiscriminativeAdapt
     in_channels = DPTProbe.feature_channels(backbone, cfg.blocks, cfg.fuse)
     if cfg.adapter_init:
         return load_adapter(cfg.adapter_init, expect_in_channels=in_channels, expect_text_dim=backbone.text_dim)
-    return DiscriminativeAdapter(AdapterConfig(
-        in_channels=in_channels, text_dim=backbone.text_dim, d_model=cfg.adapter_d_model, ffn=cfg.adapter_ffn,
-        heads=cfg.adapter_heads, num_queries=cfg.adapter_queries, dropout=cfg.adapter_dropout,
-    ))
+    return new_adapter(backbone, cfg.blocks, cfg.fuse, d_model=cfg.adapter_d_model, ffn=cfg.adapter_ffn,
+                       heads=cfg.adapter_heads, num_queries=cfg.adapter_queries, dropout=cfg.adapter_dropout)
 
 
 def build_objective(cfg: TrainConfig, backbone: SDBackbone) -> DPTObjective:
@@ -67,3 +67,36 @@ def param_groups(model: torch.nn.Module, weight_decay: float, text_encoder_lr: f
             group["lr"] = text_encoder_lr
         out.append(group)
     return out
+
+
+def build_dpt_task(cfg: TrainConfig, device) -> TrainingTask:
+    """Stage ``cfg.stage`` of DPT as a task for the shared trainer."""
+    from dptune.training.data import build_datasets
+    from dptune.training.lora import save_lora
+    from dptune.training.validation import discriminative_metrics, generation_alignment
+
+    backbone = build_backbone(cfg, device)
+    objective = build_objective(cfg, backbone)
+    rec_range = None if cfg.rec_t_max is None else (cfg.t_min, cfg.rec_t_max)
+
+    def prepare(batch: dict, gen: torch.Generator) -> dict:
+        return prepare_inputs(backbone, batch, gen, (cfg.t_min, cfg.t_max), rec_range,
+                              encode_text=objective.text_encoder is None)
+
+    def export(directory) -> None:
+        from dptune.adapter import save_adapter
+
+        save_adapter(objective.probe.adapter, directory / "adapter")
+        if cfg.stage == "tune":
+            save_lora(backbone.unet, directory / "lora", backbone.text_encoder)
+
+    def validate(val_batches: list) -> dict:
+        metrics = discriminative_metrics(objective, val_batches, cfg.val_t, seed=cfg.seed)
+        if cfg.stage == "tune":
+            metrics.update(generation_alignment(cfg, backbone))
+        # paper B.3.1: stage 2 keeps the checkpoint with the best generation alignment
+        metrics["select"] = metrics.get("gen_overall", (metrics["itm_hn"] + metrics["rec_p1"]) / 2)
+        return metrics
+
+    return TrainingTask(objective, param_groups(objective, cfg.weight_decay, cfg.text_encoder_lr), prepare, export,
+                        build_datasets(cfg, backbone.image_size), validate)

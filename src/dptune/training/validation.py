@@ -1,6 +1,6 @@
 """Validation during training: ITM accuracy and REC Precision@1 at a fixed timestep (paper Table 3/10
-protocol on held-out data), and -- stage 2 -- generation alignment by the ShapesWorld judge (paper B.3.1
-selects the stage-2 checkpoint by generation alignment on a validation prompt set)."""
+protocol on held-out data), and -- stage 2 -- generation alignment by the training world's own hook (e.g. the
+ShapesWorld judge; paper B.3.1 selects the stage-2 checkpoint by generation alignment on validation prompts)."""
 
 from __future__ import annotations
 
@@ -37,17 +37,24 @@ def discriminative_metrics(objective: DPTObjective, batches: list[dict], t: int,
     return metrics
 
 
-@torch.no_grad()
-def shapesworld_alignment(backbone, n_per_category: int, steps: int, guidance: float, seed: int = 0) -> dict:
-    """Mean judge accuracy (and per category) of images generated from ID validation prompts."""
-    from dptune.evaluation.generative import to_uint8
-    from dptune.evaluation.methods import sd_pipeline
-    from dptune.shapesworld import eval_prompts, judge_batch, summarize
+def generation_alignment(cfg, backbone) -> dict:
+    """Generation alignment of the backbone (with its LoRA) by the hook of the world ``cfg.data``:
+    ``{"gen_<category>": accuracy, "gen_overall": ...}``; ``{}`` when the world has no such hook or
+    ``cfg.gen_val_prompts == 0``. The caller decides when it applies (stage 2: paper B.3.1)."""
+    from dptune.backbone.pipelines import ddim_pipeline
+    from dptune.plugins import get_world
 
-    prompts = eval_prompts("id", n_per_category, seed=1_000 + seed)
-    pipe = sd_pipeline(backbone)  # the evaluation suite's DDIM pipeline over the (LoRA-carrying) modules
-    gens = [torch.Generator().manual_seed(seed * 100_000 + i) for i in range(len(prompts))]
-    images = pipe([p.text for p in prompts], generator=gens, num_inference_steps=steps, guidance_scale=guidance,
-                  output_type="np").images
-    summary = summarize(judge_batch(to_uint8(images), prompts))
-    return {f"gen_{category}": stats["accuracy"] for category, stats in summary.items()}
+    hook = get_world(cfg.data).generation_validation
+    if hook is None or cfg.gen_val_prompts <= 0:
+        return {}
+    pipe = ddim_pipeline(backbone)  # DDIM over the backbone's (LoRA-carrying) modules, as the evaluation samples
+    return hook(pipe, cfg.gen_val_prompts, cfg.gen_val_steps, cfg.gen_val_guidance, cfg.seed)
+
+
+def shapesworld_alignment(backbone, n_per_category: int, steps: int, guidance: float, seed: int = 0) -> dict:
+    """Deprecated: kept only until training/loop.py calls :func:`generation_alignment`; delete it then."""
+    from types import SimpleNamespace
+
+    cfg = SimpleNamespace(data="shapesworld", gen_val_prompts=n_per_category, gen_val_steps=steps,
+                          gen_val_guidance=guidance, seed=seed)
+    return generation_alignment(cfg, backbone)
