@@ -11,15 +11,9 @@ import torch
 from PIL import Image
 
 from dptune.backbone import TextEmbeddings
-from dptune.evaluation.disc_items import (
-    ITMItem,
-    RECItem,
-    load_hn_coco_items,
-    load_refcoco_items,
-    shapesworld_itm_items,
-    shapesworld_rec_items,
-)
+from dptune.evaluation.disc_items import ITMItem, RECItem, load_hn_coco_items, load_refcoco_items, world_items
 from dptune.evaluation.discriminative import evaluate_itm, evaluate_rec, matching_credit, rec_hits
+from dptune.shapesworld.disc_items import shapesworld_itm_items, shapesworld_rec_items
 
 
 # ---- pure metrics -----------------------------------------------------------------------------------
@@ -187,6 +181,14 @@ def test_shapesworld_rec_items_box_is_the_target_object():
         assert (patch < 0.99).any()  # the box holds coloured (non-white) pixels
 
 
+def test_world_items_resolve_registered_sets():
+    itm, rec = world_items("shapesworld-ood", 2, noise_seed=3)
+    assert [it.texts for it in itm] == [it.texts for it in shapesworld_itm_items("ood", 2, seed=3)]
+    assert [it.expression for it in rec] == [it.expression for it in shapesworld_rec_items("ood", 2, seed=3)]
+    with pytest.raises(ValueError, match="shapesworld-id"):  # the error lists the registered sets
+        world_items("shapesworld-test", 2)
+
+
 def _write_img(path, value):
     Image.fromarray(np.full((10, 20, 3), value, dtype=np.uint8)).save(path)
 
@@ -242,11 +244,10 @@ def test_hn_coco_and_refcoco_loaders(tmp_path):
 
 # ---- the real probe on the tiny random model -------------------------------------------------------------
 def test_tiny_random_probe_runs_both_tasks_deterministically():
-    from dptune.evaluation.methods import MethodSpec, load_backbone_for, load_probe_for
+    from dptune.adapter import load_probe
+    from dptune.backbone import load_backbone
 
-    spec = MethodSpec("x", model="tiny-random", adapter="random")
-    bb = load_backbone_for(spec)
-    probe = load_probe_for(spec, bb)
+    probe = load_probe(load_backbone("tiny-random"), "random")
     itm = shapesworld_itm_items("id", 4, seed=1)
     r1, r2 = evaluate_itm(probe, itm, t=250, seed=0), evaluate_itm(probe, itm, t=250, seed=0, batch_pairs=5)
     assert np.allclose(r1["scores"], r2["scores"], atol=1e-5)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import dptune.shapesworld as sw
-from dptune.evaluation.generative import evaluate_prompt_set, image_seed, judge_scorer, to_uint8
+from dptune.evaluation.generative import evaluate_prompt_set, image_seed, to_uint8
 from dptune.evaluation.prompt_sets import PromptRecord, PromptSet, load_prompt_set
+from dptune.shapesworld.eval_hooks import judge_scorer
 from dptune.shapesworld.grammar import OPPOSITE, PromptSpec, make_prompt
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dptune.evaluation.text_check import edit_separability, format_table, shapesworld_edit_pairs
+from dptune.evaluation.text_check import edit_separability, format_table, world_edit_pairs
+from dptune.shapesworld.eval_hooks import shapesworld_edit_pairs
 from dptune.shapesworld.grammar import parse_prompt
 from dptune.shapesworld.negatives import EDITS, spec_diff
 
@@ -31,3 +32,8 @@ def test_identical_captions_are_flagged_and_different_ones_are_not(tiny_backbone
     assert r["same"]["hidden_rel_diff"] == pytest.approx(0.0, abs=1e-6)
     assert r["different"]["hidden_rel_diff"] > 0.01 and r["different"]["n"] == 2
     assert "same | 2 |" in format_table(r)
+
+
+def test_world_edit_pairs_come_from_the_registry():
+    assert world_edit_pairs("shapesworld", 4) == shapesworld_edit_pairs(4)  # by world name or model alias
+    assert world_edit_pairs("coco", 4) == {} and world_edit_pairs("some/folder", 4) == {}  # nothing to check

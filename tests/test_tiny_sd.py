@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from dptune import shapesworld
+from dptune.backbone.tokenizers import build_clip_tokenizer, build_vocab_and_merges
 from dptune.shapesworld.tiny_sd import TinySDConfig, build_components, count_params
-from dptune.shapesworld.tokenizer import build_clip_tokenizer, build_vocab_and_merges
 from dptune.shapesworld.train_base import TrainBaseConfig, main, train_base
 
 # Words chosen so that greedy merges collide (re/red/green/greens share pieces) — the hard case for BPE.

@@ -6,6 +6,7 @@
 >>> s = adapter.match_score(out, text_pooled)                   # (B,) s(y, z) in [-1, 1]
 """
 
+from dptune.adapter.build import RANDOM_ADAPTER, load_probe, new_adapter, probe_settings
 from dptune.adapter.config import AdapterConfig
 from dptune.adapter.heads import max_cosine, max_cosine_matrix
 from dptune.adapter.io import AdapterMismatchError, load_adapter, load_adapter_config, save_adapter
@@ -13,6 +14,10 @@ from dptune.adapter.model import AdapterOutput, DiscriminativeAdapter, parameter
 from dptune.adapter.probe import DPTProbe
 
 __all__ = [
+    "RANDOM_ADAPTER",
+    "load_probe",
+    "new_adapter",
+    "probe_settings",
     "AdapterConfig",
     "AdapterMismatchError",
     "AdapterOutput",

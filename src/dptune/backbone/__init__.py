@@ -1,6 +1,7 @@
 """Backbone layer: load Stable Diffusion, encode text/images, add noise, tap U-Net features."""
 
 from dptune.backbone.loading import ModelNotFoundError, load_pipeline, resolve_model, shipped_models
+from dptune.backbone.pipelines import ddim_pipeline
 from dptune.backbone.sd import SDBackbone, TextEmbeddings
 from dptune.backbone.taps import (
     UnknownBlockError,
@@ -13,7 +14,8 @@ from dptune.backbone.taps import (
 
 
 def load_backbone(name_or_path, device: str | None = None, dtype=None) -> SDBackbone:
-    """Load an SD checkpoint (folder, hub id, 'shapesworld', or 'tiny-random') as an :class:`SDBackbone`."""
+    """Load an SD checkpoint (folder, hub id, a world's shipped alias such as 'shapesworld', or 'tiny-random')
+    as an :class:`SDBackbone`."""
     return SDBackbone.from_pipeline(load_pipeline(name_or_path, dtype=dtype, device=device))
 
 
@@ -24,6 +26,7 @@ __all__ = [
     "UnknownBlockError",
     "block_names",
     "check_blocks",
+    "ddim_pipeline",
     "feature_taps",
     "fuse_features",
     "load_backbone",

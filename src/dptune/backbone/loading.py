@@ -18,11 +18,15 @@ class ModelNotFoundError(FileNotFoundError):
 
 
 def shipped_models() -> dict[str, Path]:
-    """Aliases of models shipped with dptune (searched in the package, then the source checkout)."""
-    here = Path(__file__).resolve().parent.parent  # src/dptune
-    candidates = [here / "assets" / "shapesworld-sd", here.parent.parent / "models" / "shapesworld-sd"]
-    found = next((c for c in candidates if (c / "model_index.json").is_file()), candidates[-1])
-    return {"shapesworld": found}
+    """Aliases of the models the registered worlds ship (e.g. 'shapesworld') -> their folders."""
+    from dptune.plugins import shipped_models as registered
+
+    return registered()
+
+
+def _shipped_hint() -> str:
+    names = sorted(shipped_models())
+    return f"a shipped model ({', '.join(repr(n) for n in names)})" if names else "a shipped model alias"
 
 
 def hub_offline() -> bool:
@@ -36,15 +40,12 @@ def resolve_model(name_or_path: str | os.PathLike) -> tuple[str, bool]:
     """
     name = str(name_or_path)
     if not name.strip():
-        raise ModelNotFoundError("empty model name; pass a diffusers folder, a hub id, or 'shapesworld'")
+        raise ModelNotFoundError(f"empty model name; pass a diffusers folder, a hub id, or {_shipped_hint()}")
     shipped = shipped_models()
     if name in shipped:
         path = shipped[name]
         if not (path / "model_index.json").is_file():
-            raise ModelNotFoundError(
-                f"the shipped model '{name}' is missing at {path}; re-clone the repository or rebuild it with "
-                "`dptune shapesworld train-base --out models/shapesworld-sd`"
-            )
+            raise ModelNotFoundError(f"the shipped model '{name}' is missing at {path}; {_rebuild_hint(name)}")
         return str(path), True
     path = Path(name).expanduser()
     if path.exists():
@@ -59,9 +60,17 @@ def resolve_model(name_or_path: str | os.PathLike) -> tuple[str, bool]:
     if looks_local or not _HUB_ID.match(name):
         raise ModelNotFoundError(
             f"model folder {name} does not exist; check the path, or pass a hub id like "
-            "'stabilityai/stable-diffusion-2-1-base' or the shipped 'shapesworld'"
+            f"'stabilityai/stable-diffusion-2-1-base' or {_shipped_hint()}"
         )
     return name, False
+
+
+def _rebuild_hint(alias: str) -> str:
+    from dptune.plugins import world_of_model
+
+    world = world_of_model(alias)
+    hint = world.model_hints.get(alias) if world is not None else None
+    return f"re-clone the repository or rebuild it: {hint}" if hint else "re-clone the repository"
 
 
 def load_pipeline(name_or_path: str | os.PathLike, dtype=None, device: str | None = None):

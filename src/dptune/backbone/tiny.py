@@ -10,14 +10,17 @@ from pathlib import Path
 
 import torch
 
+# A small closed vocabulary so that test prompts map to whole-word tokens (not letters); the words are the
+# ones the tests' captions use and carry no world's meaning here.
+TINY_WORDS = ("a an and the of to left right above below two three four red green blue yellow circle circles "
+              "square squares triangle triangles").split()
+
 
 def tiny_tokenizer():
-    """A word-level CLIPTokenizer over the ShapesWorld words (so test prompts are not split into letters)."""
-    from dptune.shapesworld.tokenizer import build_clip_tokenizer
+    """A word-level CLIPTokenizer over :data:`TINY_WORDS` (16 positions including BOS/EOS)."""
+    from dptune.backbone.tokenizers import build_clip_tokenizer
 
-    words = ("a an and the of to left right above below two three four red green blue yellow circle circles "
-             "square squares triangle triangles").split()
-    return build_clip_tokenizer(words, max_length=16)
+    return build_clip_tokenizer(TINY_WORDS, max_length=16)
 
 
 def tiny_components(seed: int = 0, text_dim: int = 32, cross_dim: int = 32) -> dict:

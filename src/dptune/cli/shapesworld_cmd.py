@@ -58,14 +58,14 @@ def _pretrain_text(args) -> int:
 
 
 def _score(args) -> int:
-    from dptune.evaluation.methods import MethodSpec
     from dptune.evaluation.suite import EvalConfig, evaluate_methods
+    from dptune.methods import parse_method
 
     cfg = EvalConfig(prompts=["shapesworld-id", "shapesworld-ood"], prompts_per_category=args.prompts_per_category,
-                     images_per_prompt=args.images_per_prompt, seed=args.seed, steps=args.steps,
+                     images_per_prompt=args.images_per_prompt, seed=args.seed, model=args.model, steps=args.steps,
                      guidance=args.guidance, out=args.out)
-    spec = MethodSpec(name="lora" if args.lora else "base", model=args.model, lora=args.lora)
-    results = evaluate_methods([spec], cfg)
+    run = parse_method("dpt", {"lora": args.lora}, label="lora") if args.lora else parse_method("base")
+    results = evaluate_methods([run], cfg)
     print("split | colour | count | binding | relation | overall")
     for set_name, res in results["methods"][0]["generative"].items():
         block = res["summary"]["judge"]
@@ -76,12 +76,17 @@ def _score(args) -> int:
 
 
 def _text_check(args) -> int:
-    from dptune.evaluation.methods import MethodSpec, load_backbone_for
-    from dptune.evaluation.text_check import edit_separability, format_table, shapesworld_edit_pairs
+    from dptune.backbone import ddim_pipeline, load_backbone
+    from dptune.evaluation.text_check import edit_separability, format_table
+    from dptune.shapesworld.eval_hooks import shapesworld_edit_pairs
 
     if args.n < 1:
         raise ValueError("--n must be >= 1")
-    backbone = load_backbone_for(MethodSpec(name="check", model=args.model, lora=args.lora))
+    backbone = load_backbone(args.model)
+    if args.lora:
+        from dptune.backbone.lora_loading import load_lora_into
+
+        load_lora_into(ddim_pipeline(backbone), args.lora)  # loads into the backbone's own modules
     results = edit_separability(backbone, shapesworld_edit_pairs(args.n))
     print(format_table(results))
     if args.json:

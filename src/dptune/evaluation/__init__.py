@@ -22,8 +22,7 @@ _EXPORTS = {
     # discriminative
     "ITMItem": "disc_items",
     "RECItem": "disc_items",
-    "shapesworld_itm_items": "disc_items",
-    "shapesworld_rec_items": "disc_items",
+    "world_items": "disc_items",
     "load_hn_coco_items": "disc_items",
     "load_refcoco_items": "disc_items",
     "evaluate_itm": "discriminative",
@@ -33,7 +32,6 @@ _EXPORTS = {
     # generative
     "evaluate_prompt_set": "generative",
     "generate_and_score": "generative",
-    "judge_scorer": "generative",
     "image_seed": "generative",
     "summarize_records": "generative",
     "PromptRecord": "prompt_sets",

@@ -23,24 +23,13 @@ import torch
 
 from dptune.evaluation.disc_items import ITMItem, RECItem
 from dptune.losses.boxes import cxcywh_to_xyxy, generalized_iou, iou
+from dptune.losses.matching import matching_credit  # the one ITM accuracy rule, shared with validation
 
 DEFAULT_T = 250
 REC_THRESHOLD = 0.5
 
 
 # ---- pure metrics (tested on planted numbers) -------------------------------------------------------
-def matching_credit(scores: np.ndarray, labels: Sequence[int] | np.ndarray) -> np.ndarray:
-    """Per-item credit of a (N, K) score matrix: 1 if the labelled candidate is the unique maximum,
-    1/m if it ties with m-1 others at the maximum, else 0 -> (N,)."""
-    s = np.asarray(scores, dtype=np.float64)
-    lab = np.asarray(labels, dtype=np.int64)
-    if s.ndim != 2 or lab.shape != (s.shape[0],):
-        raise ValueError(f"scores must be (N, K) and labels (N,), got {s.shape} and {lab.shape}")
-    top = s.max(1, keepdims=True)  # (N, 1)
-    tied = np.isclose(s, top, rtol=0.0, atol=1e-7)  # (N, K) candidates at the maximum
-    return tied[np.arange(len(lab)), lab] / tied.sum(1)
-
-
 def itm_summary(credit_i2t: np.ndarray, credit_t2i: np.ndarray, k_i2t: int, k_t2i: int) -> dict:
     """Accuracy per direction, overall (mean of the two directions) and chance levels, in percent."""
     acc_i2t = 100.0 * float(np.mean(credit_i2t)) if len(credit_i2t) else float("nan")
@@ -164,7 +153,8 @@ def evaluate_itm(
     """ITM accuracy of ``probe`` (a :class:`dptune.adapter.DPTProbe`) over ``items``; also per-item scores."""
     if not items:
         raise ValueError(
-            "no ITM items to evaluate; build them with shapesworld_itm_items or load_hn_coco_items"
+            "no ITM items to evaluate; build them with dptune.evaluation.disc_items.world_items(...) or "
+            "load_hn_coco_items"
         )
     probe.eval()
     scores: list[np.ndarray] = []
@@ -193,7 +183,7 @@ def _itm_by_category(items: Sequence[ITMItem], scores: list[np.ndarray]) -> dict
     for c in cats:
         sel = [(it, s) for it, s in zip(items, scores, strict=True) if it.meta.get("category") == c]
         cr = {
-            d: np.array([matching_credit(s[None], [it.label])[0] for it, s in sel if it.direction == d])
+            d: np.array([float(matching_credit(s[None], [it.label])[0]) for it, s in sel if it.direction == d])
             for d in ("i2t", "t2i")
         }
         out[c] = {
@@ -214,7 +204,8 @@ def evaluate_rec(
     """REC Precision@1 of ``probe`` over ``items`` (see the module docstring for the protocol)."""
     if not items:
         raise ValueError(
-            "no REC items to evaluate; build them with shapesworld_rec_items or load_refcoco_items"
+            "no REC items to evaluate; build them with dptune.evaluation.disc_items.world_items(...) or "
+            "load_refcoco_items"
         )
     probe.eval()
     bb = probe.backbone

@@ -44,25 +44,6 @@ def to_uint8(images: Any) -> np.ndarray:
     return np.clip(np.rint(arr.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
 
 
-def judge_scorer(images: np.ndarray, prompts: Sequence[PromptRecord]) -> list[dict[str, Any]]:
-    """ShapesWorld exact judge: score 1/0 (GenEval-style rules), exact-scene flag, reason, found objects."""
-    from dptune.shapesworld import judge_image
-
-    out = []
-    for img, p in zip(images, prompts, strict=True):
-        r = judge_image(img, p.text)
-        out.append(
-            {
-                "score": float(r.correct),
-                "correct": bool(r.correct),
-                "exact": float(r.exact_scene),
-                "reason": r.reason,
-                "found": [[o.colour, o.shape, list(o.box)] for o in r.found],
-            }
-        )
-    return out
-
-
 def _save_png(image: np.ndarray, path: Path) -> None:
     from PIL import Image
 

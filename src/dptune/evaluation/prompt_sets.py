@@ -1,4 +1,4 @@
-"""Prompt sets for generative evaluation: ShapesWorld (built in) and loaders for public benchmark files.
+"""Prompt sets for generative evaluation: the registered worlds' sets and loaders for public benchmark files.
 
 dptune ships no third-party prompt file (this checkout has no offline copy of them); the loaders read the
 documented formats from a path you provide (see docs/evaluation.md for where to get each file):
@@ -18,8 +18,8 @@ drawbench      csv/tsv with a ``Prompt(s)`` column           ``Category`` column
 txt            any text file, one prompt a line              ``all``
 ============== ============================================ ==============================================
 
-A prompt-set spec is ``shapesworld-id`` / ``shapesworld-ood``, ``FORMAT:PATH`` or just ``PATH`` (format
-guessed from the name and extension).
+A prompt-set spec is the name of a set a world registers (``shapesworld-id`` / ``shapesworld-ood``; see
+:mod:`dptune.plugins`), ``FORMAT:PATH`` or just ``PATH`` (format guessed from the name and extension).
 """
 
 from __future__ import annotations
@@ -27,12 +27,11 @@ from __future__ import annotations
 import csv
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from dptune.data.eval_items import PromptRecord, PromptSet
 
 FORMATS = ("geneval", "t2i-compbench", "cc500", "abc6k", "parti", "coco-nss1k", "drawbench", "txt")
-SHAPESWORLD_SETS = ("shapesworld-id", "shapesworld-ood")
 CC500_LINES = 446
 # COCO-NSS1K categories by position in five_category.json (LayoutLLM-T2I evaluation script).
 NSS1K_RANGES = (
@@ -42,23 +41,6 @@ NSS1K_RANGES = (
     ("mixed", 555, 743),
     ("non-relation", 743, 943),
 )
-
-
-@dataclass(frozen=True)
-class PromptRecord:
-    """One evaluation prompt: text, category (for per-category scores) and format-specific metadata."""
-
-    text: str
-    category: str = "all"
-    meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-
-
-@dataclass
-class PromptSet:
-    name: str
-    prompts: list[PromptRecord]
-    source: str  # file path or generator description, recorded in results.json
-    kind: str  # shapesworld | geneval | ... (decides the default scorers)
 
 
 class PromptFileError(ValueError):
@@ -216,32 +198,31 @@ def guess_format(path: str | os.PathLike) -> str:
     return "txt"
 
 
-def shapesworld_set(split: str, n_per_category: int, seed: int = 0) -> PromptSet:
-    from dptune.shapesworld import eval_prompts
-
-    prompts = [
-        PromptRecord(p.text, p.category, {"split": split}) for p in eval_prompts(split, n_per_category, seed)
-    ]
-    return PromptSet(
-        f"shapesworld-{split}",
-        prompts,
-        f"dptune.shapesworld.eval_prompts({split!r}, {n_per_category}, seed={seed})",
-        "shapesworld",
-    )
-
-
 def load_prompt_set(
     spec: str, n_per_category: int = 8, seed: int = 0, max_prompts: int | None = None
 ) -> PromptSet:
-    """Resolve a prompt-set spec (see the module docstring); ``max_prompts`` keeps the first N of a file."""
-    if spec in SHAPESWORLD_SETS:
-        return shapesworld_set(spec.split("-", 1)[1], n_per_category, seed)
-    if spec.startswith("shapesworld") and not Path(spec).exists():
-        raise PromptFileError(f"unknown ShapesWorld prompt set {spec!r}; use one of {list(SHAPESWORLD_SETS)}")
+    """Resolve a prompt-set spec (see the module docstring); ``max_prompts`` keeps the first N of a file.
+
+    A world's set is built with ``n_per_category`` prompts per category from ``seed``.
+    """
+    from dptune.plugins import prompt_set_names, world_of_prompt_set, worlds
+
+    world = world_of_prompt_set(spec)
+    if world is not None:
+        return world.prompt_sets[spec](n_per_category, seed)
     fmt, _, path = spec.partition(":") if spec.split(":", 1)[0] in FORMATS else ("", "", spec)
+    if not fmt and spec.split("-", 1)[0] in worlds() and not Path(spec).exists():  # e.g. 'shapesworld-odd'
+        raise PromptFileError(f"unknown prompt set {spec!r}; the registered sets are {prompt_set_names()}")
     fmt = fmt or guess_format(path)
     prompts = LOADERS[fmt](path)[:max_prompts]
     if not prompts:
         raise PromptFileError(f"{path} holds no prompts (format {fmt}); check the file")
     name = f"{fmt}:{Path(path).stem}"
     return PromptSet(name, prompts, str(Path(path).expanduser()), fmt)
+
+
+__all__ = [
+    "FORMATS", "LOADERS", "PromptFileError", "PromptRecord", "PromptSet", "guess_format", "load_abc6k",
+    "load_cc500", "load_coco_nss1k", "load_drawbench", "load_geneval", "load_parti", "load_prompt_set",
+    "load_t2i_compbench", "load_txt",
+]

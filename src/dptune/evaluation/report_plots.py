@@ -7,6 +7,13 @@ from typing import Any
 
 import numpy as np
 
+POOLED = ("overall", "category_mean")  # summary entries over all categories: shown after the categories
+
+
+def summary_columns(keys: list[str]) -> list[str]:
+    """Categories in their order, then the pooled entries (a results.json read back has its keys sorted)."""
+    return [k for k in keys if k not in POOLED] + [k for k in POOLED if k in keys]
+
 
 def pyplot():
     """matplotlib.pyplot on the Agg backend (reports write files; no display is needed or assumed)."""
@@ -29,7 +36,7 @@ def category_bars(methods: list[dict[str, Any]], set_name: str, metric: str, pat
     blocks = [(n, b) for n, b in blocks if b]
     if not blocks:
         return None
-    cats = [c for c in blocks[0][1] if c != "category_mean"]
+    cats = [c for c in summary_columns(list(blocks[0][1])) if c != "category_mean"]
     scale = metric_scale(metric)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(cats) * max(1, len(blocks)) / 2, 3.2))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -41,23 +40,16 @@ def edit_separability(backbone, pairs_by_edit: dict[str, Sequence[tuple[str, str
     return out
 
 
-def shapesworld_edit_pairs(n_per_edit: int = 64, seed: int = 0, split: str = "id") -> dict[str, list]:
-    """(caption, minimally edited caption) pairs of every hard-negative edit kind of ShapesWorld."""
-    from dptune.shapesworld.grammar import CATEGORIES, caption
-    from dptune.shapesworld.negatives import EDITS, hard_negative_candidates
-    from dptune.shapesworld.splits import sample_spec
+def world_edit_pairs(name: str, n_per_edit: int = 64) -> dict[str, list]:
+    """(caption, edited caption) pairs per edit kind from the world ``name`` -- a world's name or the alias of
+    a model it ships -- for :func:`edit_separability`; ``{}`` when no registered world with edit pairs
+    matches (e.g. a model folder or a hub id: there is nothing to check it against)."""
+    from dptune.plugins import world_of_model, worlds
 
-    rng = np.random.default_rng(seed)
-    pairs: dict[str, list] = {e: [] for e in EDITS}
-    for _ in range(200 * n_per_edit):  # bounded: every edit kind is reachable within a few draws
-        if all(len(v) >= n_per_edit for v in pairs.values()):
-            break
-        spec = sample_spec(rng, CATEGORIES[int(rng.integers(len(CATEGORIES)))], split)
-        cands = hard_negative_candidates(spec)
-        edit, edited = cands[int(rng.integers(len(cands)))]
-        if len(pairs[edit]) < n_per_edit:
-            pairs[edit].append((caption(spec), caption(edited)))
-    return pairs
+    world = worlds().get(name) or world_of_model(name)
+    if world is None or world.edit_pairs is None:
+        return {}
+    return world.edit_pairs(n_per_edit)
 
 
 def format_table(results: dict[str, dict]) -> str:

@@ -5,8 +5,7 @@
 * :mod:`~dptune.losses.grounding` -- REC: query matching (Eq. 5), text->object (Eq. 6), grounding (Eq. 7);
 * :mod:`~dptune.losses.combined` -- :class:`LossWeights` and :func:`dpt_losses` (Eq. 8).
 
-Beyond the paper's equations: :mod:`~dptune.losses.denoising` (the MSE anchor and a denoising contrast) and
-:mod:`~dptune.losses.attention` (a TokenCompose-style cross-attention grounding term, used by an experiment).
+Beyond the paper's equations: :mod:`~dptune.losses.denoising` (the MSE anchor and a denoising contrast).
 """
 
 from dptune.losses.boxes import (
@@ -28,7 +27,12 @@ from dptune.losses.grounding import (
     probability_loss,
     text_to_object_loss,
 )
-from dptune.losses.matching import image_to_text_loss, in_batch_matching_loss, text_to_image_loss
+from dptune.losses.matching import (
+    image_to_text_loss,
+    in_batch_matching_loss,
+    matching_credit,
+    text_to_image_loss,
+)
 
 __all__ = [
     "Assignment",
@@ -43,6 +47,7 @@ __all__ = [
     "in_batch_matching_loss",
     "iou",
     "match_queries",
+    "matching_credit",
     "matching_cost",
     "pairwise_generalized_iou",
     "pairwise_iou",

@@ -74,3 +74,17 @@ def in_batch_matching_loss(
     t2i = text_to_image_loss(similarity.t(), logit_scale, diag)  # rows = captions, columns = images
     i2t = image_to_text_loss(similarity, logit_scale, diag)  # rows = images, columns = captions
     return t2i, i2t
+
+
+def matching_credit(scores, labels) -> torch.Tensor:
+    """The one ITM accuracy rule (training validation and evaluation alike): per item of a (N, K) score matrix,
+    1 if the labelled candidate is the unique maximum, 1/m if it ties with m-1 others there, else 0 -> (N,).
+
+    Ties split the credit so that a probe that scores every candidate alike earns chance, not 100%.
+    """
+    s = torch.as_tensor(scores, dtype=torch.float64)
+    lab = torch.as_tensor(labels, dtype=torch.long)
+    if s.ndim != 2 or lab.shape != (s.shape[0],):
+        raise ValueError(f"scores must be (N, K) and labels (N,), got {tuple(s.shape)} and {tuple(lab.shape)}")
+    tied = (s - s.max(1, keepdim=True).values).abs() <= 1e-7  # (N, K) candidates at the maximum
+    return tied[torch.arange(len(lab)), lab] / tied.sum(1)

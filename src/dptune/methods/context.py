@@ -7,7 +7,6 @@ from typing import Any
 
 from dptune.utils.config import field as option
 
-SHAPESWORLD_SAMPLING = (25, 4.0)  # steps, guidance of the shipped tiny model's training validation
 PAPER_SAMPLING = (50, 7.5)  # DDIM 50 steps, CFG 7.5 (paper B.3.3 / official code)
 
 
@@ -72,5 +71,4 @@ def sampling_defaults(model: str) -> tuple[int, float]:
     """(steps, guidance): the world's setting for a shipped model, else the paper's."""
     from dptune.plugins import sampling_defaults as world_defaults
 
-    found = world_defaults(model) if model != "tiny-random" else SHAPESWORLD_SAMPLING
-    return found or PAPER_SAMPLING
+    return world_defaults(model) or PAPER_SAMPLING

@@ -3,8 +3,11 @@
 Modules: ``grammar`` (specs, captions, vocabulary), ``render`` (numpy renderer), ``splits`` (ID/OOD
 compositions, eval prompts), ``negatives`` (hard/random negatives), ``refexp`` (referring expressions),
 ``pairs`` (trainer helpers), ``judge`` (GenEval-style exact judge), ``dataset`` (DPTDataset; imports torch,
-loaded lazily). Functions are named apart from their modules (``judge_image``, ``render_scene``) so that
-``dptune.shapesworld.judge`` and ``dptune.shapesworld.render`` stay importable as modules.
+loaded lazily), ``disc_items`` / ``eval_hooks`` (its ITM/REC item sets, prompt sets, judge scorer, text-check
+pairs and training generation validation) and ``plugin`` (registers all of it with :mod:`dptune.plugins`);
+``tiny_sd`` / ``train_base*`` / ``pretrain_text`` build the shipped model. Functions are named apart from
+their modules (``judge_image``, ``render_scene``) so that ``dptune.shapesworld.judge`` and
+``dptune.shapesworld.render`` stay importable as modules.
 """
 
 from __future__ import annotations

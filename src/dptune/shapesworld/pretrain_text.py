@@ -34,7 +34,7 @@ from torch import nn
 from dptune.shapesworld.grammar import caption
 from dptune.shapesworld.negatives import sample_hard_negative
 from dptune.shapesworld.tiny_sd import TinySDConfig
-from dptune.shapesworld.train_base import to_pixels, tokenize_captions
+from dptune.shapesworld.train_base_phases import to_pixels, tokenize_captions
 from dptune.utils.config import add_dataclass_args, field, from_dict, merge_config, require_positive, to_dict
 
 
@@ -177,9 +177,9 @@ def pretrain_text(cfg: PretrainTextConfig, out_dir, progress: bool = True) -> di
     """Train the text encoder contrastively; save it to ``out_dir/text_encoder``; return the log."""
     from tqdm.auto import tqdm
 
+    from dptune.backbone.tokenizers import build_clip_tokenizer
     from dptune.shapesworld import vocabulary
     from dptune.shapesworld.tiny_sd import build_text_encoder
-    from dptune.shapesworld.tokenizer import build_clip_tokenizer
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)

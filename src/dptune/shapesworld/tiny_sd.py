@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dptune.shapesworld.tokenizer import build_clip_tokenizer
+from dptune.backbone.tokenizers import build_clip_tokenizer
 from dptune.utils.config import field
 
 

@@ -13,221 +13,25 @@ CLI: ``python -m dptune.shapesworld.train_base --out models/shapesworld-sd --max
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import signal
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
-from dptune.shapesworld.tiny_sd import TinySDConfig, count_params, make_pipeline
-from dptune.shapesworld.tokenizer import save_vocab_files
+from dptune.backbone.tokenizers import save_vocab_files
+from dptune.shapesworld.tiny_sd import count_params, make_pipeline
+from dptune.shapesworld.train_base_config import TrainBaseConfig
+from dptune.shapesworld.train_base_phases import (
+    encode_dataset,
+    render_training_set,
+    to_pixels,
+    tokenize_captions,
+    train_unet,
+    train_vae,
+)
 from dptune.shapesworld.train_base_state import Run, open_checkpoint
-from dptune.utils.config import add_dataclass_args, field, from_dict, merge_config, require_positive, to_dict
-from dptune.utils.io import ArtefactError, load_tensors, save_json, save_tensors
-
-
-@dataclass
-class TrainBaseConfig:
-    """Options of :func:`train_base` (architecture in ``model``)."""
-
-    model: TinySDConfig = dataclasses.field(
-        default_factory=TinySDConfig, metadata={"help": "architecture (TinySDConfig options as a mapping)"}
-    )
-    seed: int = field(0, help="seed of the world renders and of all training randomness")
-    num_images: int = field(30000, help="training renders (rendered once, pre-encoded for the U-Net)")
-    batch_size: int = field(64, help="batch size of both phases")
-    vae_steps: int = field(600, help="VAE optimisation steps (phase A)")
-    vae_lr: float = field(1e-3, help="VAE AdamW learning rate")
-    kl_weight: float = field(1e-6, help="weight of the VAE KL term (keeps latents loosely near N(0, I))")
-    unet_lr: float = field(1e-3, help="U-Net + text encoder AdamW learning rate after warm-up")
-    freeze_text_encoder: bool = field(False, help="keep the text encoder at its random initialisation and train "
-                                      "the U-Net only, as SD trains on a frozen CLIP text encoder (trained "
-                                      "jointly, the encoder learned to ignore the relation words)")
-    init_vae: str = field("", help="start from the VAE of this pipeline folder (e.g. models/shapesworld-sd); "
-                          "with --vae-steps 0 phase A is skipped")
-    init_text_encoder: str = field("", help="start from this text encoder: a folder written by `dptune "
-                                   "shapesworld pretrain-text` or a pipeline folder (with "
-                                   "--freeze-text-encoder: SD's frozen pretrained CLIP, in small)")
-    warmup_steps: int = field(200, help="linear learning-rate warm-up steps of phase B")
-    weight_decay: float = field(0.01, help="AdamW weight decay (both phases)")
-    max_unet_steps: int = field(100000, help="stop phase B after this many steps")
-    max_minutes: float = field(45.0, help="wall-clock budget of the whole run (all phases, all resumes)")
-    empty_caption_prob: float = field(0.1, help="share of empty captions (trains the unconditional branch)")
-    min_snr_gamma: float = field(5.0, help="min-SNR loss weighting gamma (0 disables the weighting)")
-    ema_decay: float = field(0.999, help="EMA decay of U-Net and text-encoder weights (saved model = EMA)")
-    checkpoint_minutes: float = field(3.0, help="write a resumable checkpoint every this many minutes")
-    checkpoint_dir: str = field("", help="checkpoint folder; empty = '<out_dir>.checkpoints' beside out_dir")
-    threads: int = field(2, help="torch CPU threads (use 1 when other jobs share the cores)")
-    log_every: int = field(50, help="record the mean loss every this many steps")
-
-    def __post_init__(self) -> None:
-        if isinstance(self.model, dict):
-            self.model = from_dict(TinySDConfig, self.model)
-        require_positive(
-            self, ("num_images", "batch_size", "threads", "log_every", "max_minutes", "checkpoint_minutes")
-        )
-        for name in ("vae_steps", "max_unet_steps", "warmup_steps", "min_snr_gamma", "weight_decay"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
-        if not 0.0 <= self.empty_caption_prob < 1.0:
-            raise ValueError(f"empty_caption_prob={self.empty_caption_prob} must be in [0, 1)")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay={self.ema_decay} must be in [0, 1)")
-        if self.batch_size > self.num_images:
-            raise ValueError(f"batch_size={self.batch_size} exceeds num_images={self.num_images}; lower it")
-
-
-# --------------------------------------------------------------------------------------------- data
-
-
-def _render(world, cfg: TrainBaseConfig):
-    """The training set from the world: uint8 images (N, S, S, 3) and their captions."""
-    import numpy as np
-
-    images, captions = world.sample_training_pairs(cfg.num_images, cfg.seed)
-    s = cfg.model.image_size
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.shape != (cfg.num_images, s, s, 3):
-        raise ValueError(
-            f"world.sample_training_pairs gave {getattr(images, 'shape', type(images))}; expected uint8 "
-            f"({cfg.num_images}, {s}, {s}, 3): model.image_size must equal the world's IMAGE_SIZE"
-        )
-    return images, list(captions)
-
-
-def to_pixels(images_u8):
-    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1], the VAE's input range."""
-    import torch
-
-    return torch.from_numpy(images_u8).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
-
-def tokenize_captions(tokenizer, captions: list[str], max_length: int):
-    """Token ids (N, L) padded to ``max_length``; refuse captions the model would silently mangle."""
-    enc = tokenizer(captions, padding="max_length", max_length=max_length, return_tensors="pt")
-    ids = enc.input_ids  # (N, L)
-    if ids.shape[1] != max_length:
-        raise ValueError(f"a caption needs {ids.shape[1]} tokens > max_length={max_length}; raise model.max_length")
-    # Unknown words become <|endoftext|>, so a clean caption has exactly one EOS among its real tokens.
-    n_eos = (ids.eq(tokenizer.eos_token_id) & enc.attention_mask.bool()).sum(dim=1)  # (N,)
-    if bool((n_eos != 1).any()):
-        bad = captions[int((n_eos != 1).nonzero()[0])]
-        raise ValueError(f"caption {bad!r} has words outside world.vocabulary(); add them to the vocabulary")
-    return ids
-
-
-# ------------------------------------------------------------------------------------------- phase A
-
-
-def _train_vae(run: Run, pixels, progress: bool) -> None:
-    """Phase A: MSE + L1 reconstruction + ``kl_weight`` * KL(q(z|x) || N(0, I))."""
-    import torch
-    import torch.nn.functional as F
-    from tqdm.auto import tqdm
-
-    cfg, vae = run.cfg, run.modules["vae"]
-    vae.train()
-    bar = tqdm(total=cfg.vae_steps, initial=run.state["vae_step"], desc="VAE", disable=not progress)
-    while run.state["vae_step"] < cfg.vae_steps:
-        x = pixels[torch.randint(len(pixels), (cfg.batch_size,), generator=run.generator)]  # (B, 3, S, S)
-        post = vae.encode(x).latent_dist
-        rec = vae.decode(post.sample(generator=run.generator)).sample  # (B, 3, S, S)
-        loss = F.mse_loss(rec, x) + F.l1_loss(rec, x) + cfg.kl_weight * post.kl().mean()
-        run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        run.optimizer.step()
-        run.state["vae_step"] += 1
-        run.record("vae", loss.item(), cfg.log_every)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        run.maybe_checkpoint(cfg.checkpoint_minutes)
-    bar.close()
-
-
-def _encode_dataset(run: Run, pixels, captions: list[str], data_path: Path) -> None:
-    """Pre-encode every render once; set ``scaling_factor`` = 1 / std of sampled latents (measured)."""
-    import torch
-
-    vae = run.modules["vae"].eval()
-    means, stds = [], []
-    with torch.no_grad():
-        for chunk in pixels.split(500):
-            dist = vae.encode(chunk).latent_dist
-            means.append(dist.mean)  # (b, 4, s, s)
-            stds.append(dist.std)
-    mean, std = torch.cat(means), torch.cat(stds)  # (N, 4, s, s)
-    sample = mean + std * torch.randn(mean.shape, generator=run.generator)
-    scale = 1.0 / float(sample.std())
-    vae.register_to_config(scaling_factor=scale)
-    held_out = pixels[:256]
-    with torch.no_grad():
-        rec_mse = float((vae.decode(mean[:256]).sample - held_out).pow(2).mean())
-    run.state["scaling_factor"] = scale
-    run.state["notes"].update(
-        latent_mean=float(sample.mean()), latent_std=float(sample.std()), vae_train_recon_mse_pm1=rec_mse
-    )
-    ids = tokenize_captions(run.modules["tokenizer"], captions, run.cfg.model.max_length)
-    save_tensors(data_path, {"latent_mean": mean, "latent_std": std, "input_ids": ids})
-
-
-# ------------------------------------------------------------------------------------------- phase B
-
-
-def _unet_loss(run: Run, data: dict, empty_ids):
-    """Min-SNR-weighted epsilon loss: E_t [ min(SNR_t, gamma) / SNR_t * ||eps - eps_theta(z_t, t, c)||^2 ]."""
-    import torch
-
-    cfg, gen = run.cfg, run.generator
-    unet, text_encoder, sched = run.modules["unet"], run.modules["text_encoder"], run.modules["scheduler"]
-    idx = torch.randint(len(data["input_ids"]), (cfg.batch_size,), generator=gen)
-    mean, std = data["latent_mean"][idx], data["latent_std"][idx]  # (B, 4, s, s)
-    z0 = (mean + std * torch.randn(mean.shape, generator=gen)) * run.state["scaling_factor"]
-    ids = data["input_ids"][idx].clone()  # (B, L)
-    drop = torch.rand(cfg.batch_size, generator=gen) < cfg.empty_caption_prob
-    ids[drop] = empty_ids  # the unconditional branch that classifier-free guidance needs
-    with torch.set_grad_enabled(not cfg.freeze_text_encoder):
-        hidden = text_encoder(ids)[0]  # (B, L, D): last_hidden_state, as the SD pipeline uses
-    noise = torch.randn(z0.shape, generator=gen)
-    t = torch.randint(0, sched.config.num_train_timesteps, (cfg.batch_size,), generator=gen)
-    pred = unet(sched.add_noise(z0, noise, t), t, hidden).sample  # (B, 4, s, s)
-    per_sample = (pred - noise).pow(2).mean(dim=(1, 2, 3))  # (B,)
-    if cfg.min_snr_gamma > 0:
-        abar = sched.alphas_cumprod[t]
-        snr = abar / (1 - abar)
-        per_sample = per_sample * snr.clamp(max=cfg.min_snr_gamma) / snr
-    return per_sample.mean()
-
-
-def _train_unet(run: Run, data: dict, progress: bool) -> None:
-    import torch
-    from tqdm.auto import tqdm
-
-    cfg = run.cfg
-    run.modules["unet"].train()
-    run.modules["text_encoder"].train(not cfg.freeze_text_encoder)
-    empty_ids = tokenize_captions(run.modules["tokenizer"], [""], cfg.model.max_length)[0]  # (L,)
-    named = run.named_trainable()
-    budget = 60.0 * cfg.max_minutes
-    bar = tqdm(total=cfg.max_unet_steps, initial=run.state["unet_step"], desc="U-Net", disable=not progress)
-    while run.state["unet_step"] < cfg.max_unet_steps and run.elapsed() < budget:
-        step = run.state["unet_step"]
-        for group in run.optimizer.param_groups:  # linear warm-up, then constant
-            group["lr"] = cfg.unet_lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-        loss = _unet_loss(run, data, empty_ids)
-        run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(list(named.values()), 1.0)  # guards the high-lr early steps
-        run.optimizer.step()
-        run.ema.update(named, step)
-        run.state["unet_step"] = step + 1
-        run.record("unet", loss.item(), cfg.log_every)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}", min_left=f"{(budget - run.elapsed()) / 60:.1f}")
-        run.maybe_checkpoint(cfg.checkpoint_minutes)
-    bar.close()
-
-
-# ---------------------------------------------------------------------------------------------- main
+from dptune.utils.config import add_dataclass_args, merge_config, to_dict
+from dptune.utils.io import ArtefactError, load_tensors, save_json
 
 
 def _save_pipeline(run: Run, out_dir: Path) -> dict:
@@ -309,18 +113,18 @@ def train_base(cfg: TrainBaseConfig, out_dir, resume: bool = True, progress: boo
     data_path = ckpt_dir / "data.safetensors"
     try:
         if run.state["phase"] == "vae":
-            images, captions = _render(world, cfg)
+            images, captions = render_training_set(world, cfg)
             pixels = to_pixels(images)  # (N, 3, S, S)
             run.lap("vae")
-            _train_vae(run, pixels, progress)
+            train_vae(run, pixels, progress)
             run.lap("encode")
-            _encode_dataset(run, pixels, captions, data_path)
+            encode_dataset(run, pixels, captions, data_path)
             del pixels, images
             run.start_phase("unet")
             run.checkpoint()
         data = load_tensors(data_path)
         run.lap("unet")
-        _train_unet(run, data, progress)
+        train_unet(run, data, progress)
     except KeyboardInterrupt:
         run.checkpoint()  # an interrupted run keeps its progress
         raise
@@ -370,3 +174,7 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+__all__ = ["TrainBaseConfig", "build_arg_parser", "config_from_args", "main", "to_pixels", "tokenize_captions",
+           "train_base"]

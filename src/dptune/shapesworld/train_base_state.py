@@ -6,15 +6,13 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dptune.shapesworld.tiny_sd import build_components
+from dptune.shapesworld.train_base_config import TrainBaseConfig
 from dptune.utils.config import to_dict
 from dptune.utils.io import ArtefactError, load_json, load_tensors, save_json, save_tensors
 from dptune.utils.optim_state import optimizer_from_files, optimizer_to_files
-
-if TYPE_CHECKING:
-    from dptune.shapesworld.train_base import TrainBaseConfig
 
 # Fields that may change between a checkpoint and its resumption (budgets and bookkeeping, not the model).
 _RESUMABLE_CHANGES = {"max_unet_steps", "max_minutes", "checkpoint_minutes", "checkpoint_dir", "threads", "log_every"}

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import torch
 
-from dptune.losses import cxcywh_to_xyxy, iou
+from dptune.losses import cxcywh_to_xyxy, iou, matching_credit
 from dptune.training.objective import DPTObjective, prepare_inputs
 
 
 @torch.no_grad()
 def discriminative_metrics(objective: DPTObjective, batches: list[dict], t: int, seed: int = 0) -> dict:
-    """ITM: the positive must outscore the hard negative (1 vs 1) and both negatives (1 vs 2), in each
-    direction. REC: IoU >= 0.5 between the gold box and the box of the most probable grounding query."""
+    """ITM (the evaluation's rule, :func:`~dptune.losses.matching_credit`): credit of the positive against the
+    hard negative (1 vs 1) and against both negatives (1 vs 2), in each direction. REC: IoU >= 0.5 between the
+    gold box and the box of the most probable grounding query."""
     was_training = objective.training
     objective.eval()
     gen = torch.Generator().manual_seed(seed)
@@ -22,10 +23,11 @@ def discriminative_metrics(objective: DPTObjective, batches: list[dict], t: int,
         inputs = prepare_inputs(objective.probe.backbone, batch, gen, (t, t + 1))
         out, i2t, t2i, _ = objective.outputs(inputs)
         bsz = i2t.shape[0]
-        hits["itm_i2t_hn"].append(i2t[:, 0] > i2t[:, 1])
-        hits["itm_t2i_hn"].append(t2i[:, 0] > t2i[:, 1])
-        hits["itm_i2t_all"].append(i2t.argmax(1) == 0)
-        hits["itm_t2i_all"].append(t2i.argmax(1) == 0)
+        positive = torch.zeros(bsz, dtype=torch.long)  # column 0 holds the matching pair
+        hits["itm_i2t_hn"].append(matching_credit(i2t[:, :2], positive))
+        hits["itm_t2i_hn"].append(matching_credit(t2i[:, :2], positive))
+        hits["itm_i2t_all"].append(matching_credit(i2t, positive))
+        hits["itm_t2i_all"].append(matching_credit(t2i, positive))
         rec = out.select(slice(5 * bsz, 6 * bsz))
         best = rec.logits_p.argmax(1)  # (B,) most probable grounding query
         pred = rec.boxes[torch.arange(bsz), best]  # (B, 4) cxcywh
@@ -50,11 +52,3 @@ def generation_alignment(cfg, backbone) -> dict:
     pipe = ddim_pipeline(backbone)  # DDIM over the backbone's (LoRA-carrying) modules, as the evaluation samples
     return hook(pipe, cfg.gen_val_prompts, cfg.gen_val_steps, cfg.gen_val_guidance, cfg.seed)
 
-
-def shapesworld_alignment(backbone, n_per_category: int, steps: int, guidance: float, seed: int = 0) -> dict:
-    """Deprecated: kept only until training/loop.py calls :func:`generation_alignment`; delete it then."""
-    from types import SimpleNamespace
-
-    cfg = SimpleNamespace(data="shapesworld", gen_val_prompts=n_per_category, gen_val_steps=steps,
-                          gen_val_guidance=guidance, seed=seed)
-    return generation_alignment(cfg, backbone)

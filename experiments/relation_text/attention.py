@@ -2,8 +2,8 @@
 
 TokenCompose (Wang et al., CVPR 2024, Eq. 2, "token loss") supervises the U-Net's text cross-attention with
 object masks: the attention map of an object's word, normalised over the image, should put its mass inside
-the object's mask. dptune uses it in ``benchmarks/exp_relation_text_separation.py`` to test whether keeping
-every object grounded stops a denoising contrast from dropping objects (docs/relations.md).
+the object's mask. ``exp_relation_text_separation.py`` (this folder) uses it to test whether keeping every
+object grounded stops a denoising contrast from dropping objects (docs/relations.md).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ def token_attention_loss(maps: torch.Tensor, masks: torch.Tensor, tokens: torch.
     """mean over (sample, object) of (1 - sum(A * M) / sum(A))^2.
 
     ``maps`` (B, N, L): attention probabilities of N image positions over L text tokens (one layer, heads
-    averaged; :meth:`dptune.backbone.cross_attention.CrossAttention.maps`). ``masks`` (B, K, N): where each of
+    averaged; :meth:`relation_text.cross_attention.CrossAttention.maps`). ``masks`` (B, K, N): where each of
     up to K objects lies, in [0, 1] at the map's resolution (soft coverage is fine); an all-zero mask marks an
     absent object slot and is skipped. ``tokens`` (B, K, L) bool: the text tokens that name each object. A is
     the map of those tokens (summed over them), so A / sum(A) is where the words look.

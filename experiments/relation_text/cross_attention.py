@@ -1,4 +1,5 @@
-"""Cross-attention maps of a diffusers U-Net, captured by forward hooks (for grounding losses and plots).
+"""Cross-attention maps of a diffusers U-Net, captured by forward hooks (for the grounding term of
+``attention.py``; used only by the relation-text experiment in this folder).
 
 Every ``attn2`` (the text cross-attention of a transformer block) projects the image tokens to queries and
 the text token states to keys; the map of text token j over the image is ``softmax_j(q k^T * scale)``.
