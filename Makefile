@@ -21,15 +21,15 @@ demo: setup
 	$(BIN)/dptune demo --out-dir runs/demo
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks experiments
 
 test: lint
 	$(BIN)/python -m pytest -q
 
+# Every benchmarks/*.py in full mode; stdout gets one JSON line per benchmark (names go to stderr).
+# Each also takes --quick (a smoke run; tests/test_benchmarks_quick.py runs them that way).
 bench: setup
-	$(BIN)/python benchmarks/bench_truncation.py
-	$(BIN)/python benchmarks/bench_stage1_step.py
-	$(BIN)/python benchmarks/bench_self_correction.py
+	@for f in benchmarks/*.py; do echo "== $$f" >&2; $(BIN)/python $$f || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -10,12 +10,13 @@ Both use the paper's default adapter (d 256, 110 queries) on the mid block, rand
 
 Each round runs plain / every-step / default-window / grounded (extension, default window) generation
 (rotating order) and one breakdown sample (plain CFG U-Net pass, truncated forward to the mid block +
-adapter, its backward), so load from other
-processes hits all alike; ratios are medians of per-round ratios. The floor 1 + (fwd + bwd) / plain is the
-least every-step correction can cost per step. Also reports loop-only ratios (minus VAE decoding); the
-default-window floor scales the extra cost by the share of corrected steps. Prints ONE JSON line.
+adapter, its backward), so load from other processes hits all alike; ratios are medians of per-round ratios.
+The floor 1 + (fwd + bwd) / plain is the least every-step correction can cost per step. Also reports loop-only
+ratios (minus VAE decoding); the default-window floor scales the extra cost by the share of corrected steps.
+Prints ONE JSON line. (Judge accuracy with / without correction: experiments/self_correction_alignment.py.)
 
     .venv/bin/python benchmarks/bench_self_correction.py [--rounds 3] [--sd21-steps 6] [--skip-sd21]
+    .venv/bin/python benchmarks/bench_self_correction.py --quick   # tiny model only, 1 round of 4 steps
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import torch
 
 from dptune.adapter import AdapterConfig, DiscriminativeAdapter, DPTProbe
 from dptune.backbone import SDBackbone, shipped_models
-from dptune.sampling import DEFAULT_WINDOW, DPTPipeline, SelfCorrectionConfig, SelfCorrector
+from dptune.methods.dpt import GroundedRelation, MatchScore
+from dptune.sampling import DEFAULT_WINDOW, GuidanceCond, GuidedPipeline, SelfCorrectionConfig, SelfCorrector
 from dptune.sampling.denoiser import CFGDenoiser, Conditioning
 
 PROMPTS = [
@@ -38,9 +40,18 @@ PROMPTS = [
     "three blue squares",
     "a red square below a green circle",
 ]
+# --quick: a smoke run on the tiny model only (PROMPTS[0] is a relation, so the grounded variant corrects)
+QUICK = {"rounds": 1, "tiny_steps": 4, "tiny_batch": 1, "skip_sd21": True, "threads": 1}
 
 
-def _with_probe(sd_pipe, seed: int = 0) -> DPTPipeline:
+def _guided(sd_pipe, probe: DPTProbe) -> GuidedPipeline:
+    """A GuidedPipeline carrying the DPT probe whose objectives the variants climb."""
+    pipe = GuidedPipeline(sd_pipe)
+    pipe.probe = probe
+    return pipe
+
+
+def _with_probe(sd_pipe, seed: int = 0) -> GuidedPipeline:
     sd_pipe.set_progress_bar_config(disable=True)
     backbone = SDBackbone.from_pipeline(sd_pipe)
     for module in (sd_pipe.unet, sd_pipe.vae, sd_pipe.text_encoder):
@@ -49,11 +60,12 @@ def _with_probe(sd_pipe, seed: int = 0) -> DPTPipeline:
     adapter = DiscriminativeAdapter(
         AdapterConfig(in_channels=backbone.block_channels("mid"), text_dim=backbone.text_dim)
     ).eval()
-    return DPTPipeline(sd_pipe, DPTProbe(backbone, adapter))
+    return _guided(sd_pipe, DPTProbe(backbone, adapter))
 
 
-def build_tiny(adapter_dir: str | None = None) -> tuple[DPTPipeline, str]:
-    from dptune.sampling import load_probe, load_sd_pipeline
+def build_tiny(adapter_dir: str | None = None) -> tuple[GuidedPipeline, str]:
+    from dptune.adapter import load_probe
+    from dptune.sampling import load_sd_pipeline
 
     name = (
         "shapesworld" if (shipped_models()["shapesworld"] / "model_index.json").is_file() else "tiny-random"
@@ -61,11 +73,11 @@ def build_tiny(adapter_dir: str | None = None) -> tuple[DPTPipeline, str]:
     if adapter_dir:  # a trained adapter: its own (e.g. smaller) size instead of the paper default
         sd = load_sd_pipeline(name)
         sd.set_progress_bar_config(disable=True)
-        return DPTPipeline(sd, load_probe(sd, adapter_dir)), f"{name} + adapter {adapter_dir}"
+        return _guided(sd, load_probe(SDBackbone.from_pipeline(sd), adapter_dir)), f"{name} + adapter {adapter_dir}"
     return _with_probe(load_sd_pipeline(name)), name
 
 
-def build_sd21() -> DPTPipeline:
+def build_sd21() -> GuidedPipeline:
     """Real-size SD 2.1-base U-Net + VAE (random weights), small hidden-1024 text encoder."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -133,17 +145,19 @@ class _DecodeTimer:
 class _Breakdown:
     """Times a plain CFG U-Net pass (2B), the truncated forward to mid + adapter (B), and its backward."""
 
-    def __init__(self, pipe: DPTPipeline, batch: int, size: int) -> None:
+    def __init__(self, pipe: GuidedPipeline, batch: int, size: int) -> None:
         p = pipe.pipe
         prompts = (PROMPTS * batch)[:batch]
+        objective = MatchScore(pipe.probe)
         with torch.no_grad():
             hidden, neg = p.encode_prompt(prompts, p.device, 1, True, None)  # (B, L, D) x2
-            self.cond = Conditioning(cond=hidden, uncond=neg, text=pipe._score_text(prompts, hidden))
+            self.cond = Conditioning(cond=hidden, uncond=neg)
+            self.guidance = objective.prepare(GuidanceCond(prompts, hidden))
         latent = size // p.vae_scale_factor
         self.z = torch.randn(batch, 4, latent, latent)  # (B, 4, h, w)
         self.t = torch.tensor(500)
         self.denoiser = CFGDenoiser(p.unet, p.scheduler, 7.5)
-        self.corrector = SelfCorrector(pipe.probe, SelfCorrectionConfig())
+        self.corrector = SelfCorrector(objective, SelfCorrectionConfig())
 
     def sample(self) -> tuple[float, float, float]:
         with torch.no_grad():
@@ -151,7 +165,7 @@ class _Breakdown:
         leaf = self.z.clone().requires_grad_(True)
         with torch.enable_grad():
             t0 = time.perf_counter()
-            s = self.corrector.score(leaf, self.t, self.cond.text)  # (B,)
+            s = self.corrector.score(leaf, self.t, self.guidance)  # (B,)
             t_fwd = time.perf_counter() - t0
             t_bwd = _timed(lambda: torch.autograd.grad(s.sum(), [leaf]))
         return t_plain, t_fwd, t_bwd
@@ -160,18 +174,31 @@ class _Breakdown:
 PARTS = ("plain_cfg_step", "truncated_forward", "truncated_backward")
 
 
-def interleaved_times(pipe: DPTPipeline, batch: int, steps: int, size: int, rounds: int) -> dict:
-    """Per round: plain / every-step / default-window generations (rotating order) and one breakdown sample.
+def variants() -> dict[str, tuple | None]:
+    """The generations timed side by side: name -> (correction, objective class) (None: plain sampling)."""
+    return {
+        "plain": None,
+        "every_step": (SelfCorrectionConfig(window=(0.0, 1.0)), MatchScore),
+        "default_window": (SelfCorrectionConfig(window=DEFAULT_WINDOW), MatchScore),
+        # the extension: REC-box hinge on relation prompts (3 of the 4 PROMPTS), full + truncated passes
+        "grounded_window": (SelfCorrectionConfig(window=DEFAULT_WINDOW, normalize_grad=True), GroundedRelation),
+    }
+
+
+def generate(pipe: GuidedPipeline, prompts: list[str], steps: int, size: int, variant) -> None:
+    """One generation of ``prompts`` (seeds 0..B-1) with ``variant`` (an entry of :func:`variants`)."""
+    seeds = list(range(len(prompts)))
+    correction, objective = variant if variant is not None else (None, None)
+    pipe(prompts, seeds=seeds, num_inference_steps=steps, correction=correction, height=size, width=size,
+         objective=objective(pipe.probe) if objective is not None else None, progress=False)
+
+
+def interleaved_times(pipe: GuidedPipeline, batch: int, steps: int, size: int, rounds: int) -> dict:
+    """Per round: every variant's generation (rotating order) and one breakdown sample.
 
     Round 0 is a warm-up and is dropped. Returns per-round lists of seconds.
     """
-    runs = {
-        "plain": None,
-        "every_step": SelfCorrectionConfig(window=(0.0, 1.0)),
-        "default_window": SelfCorrectionConfig(window=DEFAULT_WINDOW),
-        # the extension: REC-box hinge on relation prompts (3 of the 4 PROMPTS), full + truncated passes
-        "grounded_window": SelfCorrectionConfig(window=DEFAULT_WINDOW, objective="grounded", normalize_grad=True),
-    }
+    runs = variants()
     times: dict[str, list[float]] = {k: [] for k in [*runs, *(f"loop_{k}" for k in runs), *PARTS]}
     prompts, parts = (PROMPTS * batch)[:batch], _Breakdown(pipe, batch, size)
     for r in range(rounds + 1):
@@ -180,17 +207,7 @@ def interleaved_times(pipe: DPTPipeline, batch: int, steps: int, size: int, roun
         sample = {}
         for name in order:
             with _DecodeTimer(pipe.pipe.vae) as dec:
-                t = _timed(
-                    lambda c=runs[name]: pipe(
-                        prompts,
-                        seeds=list(range(batch)),
-                        num_inference_steps=steps,
-                        correction=c,
-                        height=size,
-                        width=size,
-                        progress=False,
-                    )
-                )
+                t = _timed(lambda c=runs[name]: generate(pipe, prompts, steps, size, c))
             sample[name], sample[f"loop_{name}"] = t, t - dec.seconds
         sample.update(zip(PARTS, parts.sample(), strict=True))
         if r:
@@ -203,7 +220,7 @@ def summarize(times: dict, steps: int) -> dict:
     def ratio(num: str, den: str) -> float:
         return round(statistics.median(a / b for a, b in zip(times[num], times[den], strict=True)), 3)
 
-    n_window = len(SelfCorrectionConfig(window=DEFAULT_WINDOW).active_steps(steps))
+    n_window = len(variants()["default_window"][0].active_steps(steps))
     extra = statistics.median(
         (f + b) / p
         for p, f, b in zip(*(times[k] for k in PARTS), strict=True)  # per round: same load for all three
@@ -222,7 +239,7 @@ def summarize(times: dict, steps: int) -> dict:
     }
 
 
-def run_model(pipe: DPTPipeline, label: str, batch: int, steps: int, size: int, rounds: int) -> dict:
+def run_model(pipe: GuidedPipeline, label: str, batch: int, steps: int, size: int, rounds: int) -> dict:
     times = interleaved_times(pipe, batch, steps, size, rounds)
     return {
         "model": label,
@@ -236,102 +253,37 @@ def run_model(pipe: DPTPipeline, label: str, batch: int, steps: int, size: int, 
     }
 
 
-ALIGNMENT_CONFIGS = {  # name -> (eta, window); raw gradient, paper mode
-    "every_step_eta0.5": (0.5, (0.0, 1.0)),
-    "default_window_eta0.5": (0.5, DEFAULT_WINDOW),
-    "first_30pct_eta0.5": (0.5, (0.0, 0.3)),
-    "second_half_eta0.5": (0.5, (0.5, 1.0)),
-    "every_step_eta1.0": (1.0, (0.0, 1.0)),
-    "default_window_eta1.0": (1.0, DEFAULT_WINDOW),
-}
-
-
-def alignment(adapter_dir: str, n_per_category: int, steps: int, guidance: float) -> dict:
-    """ShapesWorld judge accuracy (ID prompts) without / with self-correction, same seeds; wins and losses
-    count prompts the judge flips from wrong to right and back relative to plain sampling."""
-    import numpy as np
-
-    from dptune.shapesworld import eval_prompts, judge_batch, summarize
-
-    pipe = DPTPipeline.from_pretrained("shapesworld", adapter=adapter_dir, scheduler="ddim")
-    prompts = eval_prompts("id", n_per_category, seed=7)
-    texts, seeds = [p.text for p in prompts], list(range(len(prompts)))
-
-    def judged(correction):
-        images = pipe(
-            texts,
-            seeds=seeds,
-            num_inference_steps=steps,
-            guidance_scale=guidance,
-            correction=correction,
-            progress=False,
-            batch_size=64,
-        )  # (N, 32, 32, 3) in [0, 1]
-        results = judge_batch(list(np.rint(images * 255).astype(np.uint8)), prompts)
-        return [r.correct for r in results], summarize(results)
-
-    base, base_summary = judged(None)
-    out = {"plain": {k: round(v["accuracy"], 4) for k, v in base_summary.items()}}
-    for name, (eta, window) in ALIGNMENT_CONFIGS.items():
-        correct, summary = judged(SelfCorrectionConfig(eta=eta, window=window))
-        out[name] = {k: round(v["accuracy"], 4) for k, v in summary.items()}
-        out[name]["wins"] = sum(c and not b for c, b in zip(correct, base, strict=True))
-        out[name]["losses"] = sum(b and not c for c, b in zip(correct, base, strict=True))
-    return {
-        "benchmark": "self_correction_alignment",
-        "adapter": adapter_dir,
-        "prompts": len(prompts),
-        "steps": steps,
-        "guidance": guidance,
-        "scheduler": "ddim",
-        "accuracy": out,
-    }
-
-
-def main(argv: list[str] | None = None) -> dict:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help=f"smoke run, defaults {QUICK} (flags still override)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (after one warm-up)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tiny-steps", type=int, default=20)
     ap.add_argument("--tiny-batch", type=int, default=4)
     ap.add_argument("--sd21-steps", type=int, default=6)
-    ap.add_argument(
-        "--sd21-size", type=int, default=256, help="image side for SD 2.1-base (latent = size / 8)"
-    )
-    ap.add_argument(
-        "--tiny-adapter", metavar="DIR", help="trained adapter for the tiny model (default: random)"
-    )
-    ap.add_argument(
-        "--alignment",
-        metavar="ADAPTER",
-        help="instead of timing: ShapesWorld judge accuracy with/without correction for this adapter",
-    )
-    ap.add_argument(
-        "--alignment-prompts", type=int, default=50, help="ID prompts per category (4 categories)"
-    )
+    ap.add_argument("--sd21-size", type=int, default=256, help="image side for SD 2.1-base (latent = size / 8)")
+    ap.add_argument("--tiny-adapter", metavar="DIR", help="trained adapter for the tiny model (default: random)")
     ap.add_argument("--skip-sd21", action="store_true", help="only the tiny model")
-    args = ap.parse_args(argv)
+    if ap.parse_known_args(argv)[0].quick:
+        ap.set_defaults(**QUICK)
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.alignment:
-        result = alignment(args.alignment, args.alignment_prompts, steps=25, guidance=4.0)
-        print(json.dumps(result))
-        return result
     tiny, name = build_tiny(args.tiny_adapter)
     result = {
         "benchmark": "self_correction",
+        "quick": args.quick,
         "threads": args.threads,
         "default_window": list(DEFAULT_WINDOW),
         "tiny": run_model(tiny, name, args.tiny_batch, args.tiny_steps, tiny.default_size, args.rounds),
     }
     if not args.skip_sd21:
-        result["sd21"] = run_model(
-            build_sd21(),
-            "sd-2-1-base (random weights, small text encoder)",
-            1,
-            args.sd21_steps,
-            args.sd21_size,
-            args.rounds,
-        )
+        sd21 = build_sd21()
+        label = "sd-2-1-base (random weights, small text encoder)"
+        result["sd21"] = run_model(sd21, label, 1, args.sd21_steps, args.sd21_size, args.rounds)
     print(json.dumps(result))
     return result
 

@@ -27,14 +27,18 @@ def sampler(adapter_dir: str, steps: int, guidance: float):
     """``generate(texts, seeds, eta_window or None) -> (N, 32, 32, 3) uint8`` on the shipped ShapesWorld SD."""
     import numpy as np
 
-    from dptune.sampling import DPTPipeline, SelfCorrectionConfig
+    from dptune.adapter import load_probe
+    from dptune.backbone import SDBackbone
+    from dptune.methods.dpt import MatchScore
+    from dptune.sampling import GuidedPipeline, SelfCorrectionConfig
 
-    pipe = DPTPipeline.from_pretrained("shapesworld", adapter=adapter_dir, scheduler="ddim")
+    pipe = GuidedPipeline.from_pretrained("shapesworld", scheduler="ddim")
+    objective = MatchScore(load_probe(SDBackbone.from_pipeline(pipe.pipe), adapter_dir))
 
     def generate(texts: list[str], seeds: list[int], eta_window: tuple | None):
         correction = None if eta_window is None else SelfCorrectionConfig(eta=eta_window[0], window=eta_window[1])
-        images = pipe(texts, seeds=seeds, num_inference_steps=steps, guidance_scale=guidance,
-                      correction=correction, progress=False, batch_size=64)  # (N, 32, 32, 3) in [0, 1]
+        images = pipe(texts, seeds=seeds, num_inference_steps=steps, guidance_scale=guidance, correction=correction,
+                      objective=objective, progress=False, batch_size=64)  # (N, 32, 32, 3) in [0, 1]
         return np.rint(images * 255).astype(np.uint8)
 
     return generate

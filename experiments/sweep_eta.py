@@ -33,20 +33,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def evaluate(args: argparse.Namespace) -> list[dict]:
     """One method per eta (same adapter and LoRA), evaluated by the library's suite; its ``methods`` list."""
-    from dptune.evaluation.methods import MethodSpec
-
-    from dptune.evaluation.suite import EvalConfig, evaluate_methods
+    from dptune.evaluation.config import EvalConfig
+    from dptune.evaluation.suite import evaluate_methods
+    from dptune.methods import parse_method
 
     best = Path(args.run) / "tune" / "best"
-    sc = {"window": list(args.window), "normalize_grad": args.normalize_grad, "objective": args.objective,
-          "ground_t": args.ground_t}
-    specs = [MethodSpec(name=f"eta {eta:g}", model="shapesworld", adapter=str(best / "adapter"),
-                        lora=str(best / "lora"), eta=eta, sc=sc if eta > 0 else {})
-             for eta in args.etas]
+    weights = {"adapter": str(best / "adapter"), "lora": str(best / "lora")}
+    name = "dpt+gsc" if args.objective == "grounded" else "dpt+sc"
+    window = f"{args.window[0]}:{args.window[1]}"
+    extra = f",ground_t={args.ground_t}" if args.objective == "grounded" else ""
+    runs = [parse_method(f"{name}:eta={eta},window={window},normalize_grad={args.normalize_grad}{extra}", weights,
+                         label=f"eta {eta:g}") if eta > 0 else parse_method("dpt", weights, label=f"eta {eta:g}")
+            for eta in args.etas]
     cfg = EvalConfig(prompts=["shapesworld-id", "shapesworld-ood"], prompts_per_category=args.prompts_per_category,
                      images_per_prompt=args.images_per_prompt, out=args.out, n_boot=500, seed=args.seed,
                      prompt_seed=args.seed)
-    return evaluate_methods(specs, cfg, progress=False)["methods"]
+    return evaluate_methods(runs, cfg, progress=False)["methods"]
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -1,12 +1,20 @@
-"""Cross-attention capture (dptune.backbone.cross_attention) and the token grounding loss (losses.attention)."""
+"""The relation-text experiment's own modules (experiments/relation_text/, outside the library): cross-attention
+capture (cross_attention.py) and the token grounding loss (attention.py)."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from dptune.backbone.cross_attention import capture_cross_attention, cross_attention_layers
-from dptune.losses.attention import token_attention_loss
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+sys.path.insert(0, str(EXPERIMENTS))
+from relation_text.attention import token_attention_loss  # noqa: E402
+from relation_text.cross_attention import capture_cross_attention, cross_attention_layers  # noqa: E402
 
 
 def _run_unet(unet, batch: int = 2, text_len: int = 16, seed: int = 0):
@@ -95,3 +103,12 @@ def test_token_loss_skips_absent_objects_and_checks_shapes():
         token_attention_loss(maps, torch.zeros(1, 2, 9), tokens)
     with pytest.raises(ValueError, match="expected maps"):
         token_attention_loss(maps, masks, tokens[..., :3])
+
+
+def test_experiment_script_imports():
+    """The script's imports (library and its own modules) still resolve: --help runs them all, then exits."""
+    script = EXPERIMENTS / "relation_text" / "exp_relation_text_separation.py"
+    proc = subprocess.run([sys.executable, str(script), "--help"], cwd=EXPERIMENTS.parent, capture_output=True,
+                          text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "--grounding-weight" in proc.stdout

@@ -16,7 +16,7 @@ from dptune.demo.report import judge_table
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     cfg = DemoConfig(out_dir=str(out), quick=True, probe_steps=6, tune_steps=4, prompts_per_category=2,
-                     images_per_prompt=1, disc_items=8, validate_every=4, threads=1, sc_curve=[1.0])
+                     images_per_prompt=1, disc_items=8, validate_every=4, threads=1, sc_curve=[1.0], siblings=False)
     return out, run_demo(cfg, progress=False)
 
 
@@ -27,9 +27,23 @@ def test_demo_writes_report_and_artefacts(demo_run):
     assert (out / "tune" / "best" / "lora" / "pytorch_lora_weights.safetensors").is_file()
     assert (out / "probe" / "final" / "adapter" / "adapter.safetensors").is_file()
     names = [m["name"] for m in results["methods"]]
-    assert names == ["stage-1 probe", "base", "dpt", "dpt+sc", "dpt+sc eta 1", "dpt+grounded-sc"]
+    assert names == ["stage-1 probe", "base", "dpt", "dpt+sc", "dpt+sc eta 1", "dpt+gsc"]
     html = (out / "report.html").read_text()
     assert "what DPT changes here" in html and "data:image/png;base64" in html
+
+
+def test_report_embeds_every_image_and_the_saved_images_rejudge_the_same(demo_run):
+    """Catches the empty image grid of 2026-12-04 (image paths resolved against the wrong folder and silently
+    skipped) and verdicts that do not belong to the saved PNGs: every record's image is in report.html, and
+    judging each saved PNG again gives the verdict results.json holds."""
+    from dptune.demo.report import rejudge_images, report_image_count
+
+    out, _ = demo_run
+    saved = json.loads((out / "results.json").read_text())
+    n_records = sum(len(r["images"]) for m in saved["methods"] for r in (m["generative"] or {}).values())
+    n_plots = len(list((out / "plots").glob("*.png")))
+    assert n_records > 0 and report_image_count(out / "report.html") == n_records + n_plots
+    assert rejudge_images(saved, out) == []
 
 
 def test_demo_numbers_come_from_the_judged_images(demo_run):
@@ -50,11 +64,11 @@ def test_demo_numbers_come_from_the_judged_images(demo_run):
 
 def test_demo_reports_what_the_text_encoder_can_see(demo_run):
     from dptune.backbone import load_backbone
-    from dptune.evaluation.text_check import edit_separability, shapesworld_edit_pairs
+    from dptune.evaluation.text_check import edit_separability, world_edit_pairs
 
     out, results = demo_run
     check = json.loads((out / "results.json").read_text())["demo"]["text_check"]
-    again = edit_separability(load_backbone("shapesworld"), shapesworld_edit_pairs(64))
+    again = edit_separability(load_backbone("shapesworld"), world_edit_pairs("shapesworld", 64))
     for edit, r in again.items():
         assert check["base"][edit]["pooled_cos"] == pytest.approx(r["pooled_cos"], abs=1e-6)
     # the demo's stage 2 tunes only the U-Net: the text encoder, and so this table, stay as they were
@@ -87,7 +101,7 @@ def test_grounded_row_corrects_relation_prompts_only(demo_run):
     out, _ = demo_run
     by_name = {m["name"]: m for m in json.loads((out / "results.json").read_text())["methods"]}
     for set_name in ("shapesworld-id", "shapesworld-ood"):
-        dpt, gsc = (by_name[n]["generative"][set_name]["images"] for n in ("dpt", "dpt+grounded-sc"))
+        dpt, gsc = (by_name[n]["generative"][set_name]["images"] for n in ("dpt", "dpt+gsc"))
         assert [r["prompt"] for r in dpt] == [r["prompt"] for r in gsc]
         for a, b in zip(dpt, gsc, strict=True):
             if a["category"] != "relation":  # same pixels, so the same verdict

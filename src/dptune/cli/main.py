@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "probe": "dptune.cli.train_cmd",
     "tune": "dptune.cli.train_cmd",
     "methods": "dptune.cli.methods_cmd",
+    "train": "dptune.cli.method_train_cmd",
     "generate": "dptune.cli.generate_cmd",
     "eval": "dptune.cli.eval_cmd",
     "shapesworld": "dptune.cli.shapesworld_cmd",

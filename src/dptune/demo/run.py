@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from dptune.demo.names import GROUNDED_SC, SC_CURVE_PREFIX
+from dptune.demo.names import EVAL_DIR, GROUNDED_SC, SC_CURVE_PREFIX
 from dptune.methods import parse_method
 from dptune.utils.config import field
 
@@ -64,6 +64,8 @@ class DemoConfig:
     text_encoder_lr: float | None = field(None, help="learning rate of the text-encoder LoRA (default: tune_lr)")
     contrast_weight: float = field(0.0, help="stage-2 denoising contrast against the hard negative (extension)")
     eta: float = field(0.5, help="self-correction strength of DPT + SC (paper 0.5)")
+    siblings: bool = field(True, help="also train and evaluate every other registered method that has a demo hook "
+                           "(soft tokens, class tokens, referee, baselines)")
     grounded_eta: float = field(0.1, help="strength of the 'DPT + grounded SC' row (extension, not the paper: "
                                 "unit-RMS steps on the REC boxes of relation prompts; 0 = no such row)")
     sc_curve: list[float] | None = field(None, help="more self-correction strengths: DPT + SC is also evaluated "
@@ -138,16 +140,19 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
     train(tune_cfg, progress=progress)
     timings["stage 2 (tune)"] = time.perf_counter() - t0 - sum(timings.values())
     runs = _demo_methods(cfg, out)
+    runs += _sibling_runs(cfg, out, progress, timings, t0)
     ablations = _run_ablations(cfg, tune_cfg, out, progress) if cfg.ablation else []
     timings["ablation training"] = time.perf_counter() - t0 - sum(timings.values())
-    main = evaluate_methods(runs + ablations, _eval_config(cfg, out / "eval"), progress=progress,
+    main = evaluate_methods(runs + ablations, _eval_config(cfg, out / EVAL_DIR), progress=progress,
                             write_report=False)
-    stage1 = parse_method("dpt", {"adapter": str(out / "probe" / "final" / "adapter")}, label="stage-1 probe")
+    # the stage-1 probe on the base model (dpt+sc at eta 0: the adapter without LoRA or correction), for ITM/REC
+    stage1 = parse_method("dpt+sc:eta=0", {"adapter": str(out / "probe" / "final" / "adapter")},
+                          label="stage-1 probe")
     disc = evaluate_methods([stage1], _eval_config(cfg, out / "eval_probe", prompts=["none"]), progress=progress,
                             write_report=False)
     text_check = _text_check(cfg.model, str(out / "tune" / "best" / "lora"))
     timings["evaluation"] = time.perf_counter() - t0 - sum(timings.values())
-    results = {**main, "methods": disc["methods"] + main["methods"], "demo": {
+    results = {**main, "image_root": EVAL_DIR, "methods": disc["methods"] + main["methods"], "demo": {
         "config": vars(cfg), "timings_s": {k: round(v, 1) for k, v in timings.items()},
         "total_s": round(time.perf_counter() - t0, 1), "text_check": text_check}}
     save_json(out / "results.json", results)
@@ -164,6 +169,26 @@ def _demo_methods(cfg: DemoConfig, out: Path) -> list:
     runs += [parse_method(f"dpt+sc:eta={eta}", weights, label=f"{SC_CURVE_PREFIX}{eta:g}") for eta in cfg.sc_curve]
     if cfg.grounded_eta > 0:
         runs.append(parse_method(f"dpt+gsc:eta={cfg.grounded_eta}", weights, label=GROUNDED_SC))
+    return runs
+
+
+def _sibling_runs(cfg: DemoConfig, out: Path, progress: bool, timings: dict, t0: float) -> list:
+    """Every other registered method with a demo hook trains what it needs and names its rows (the hook decides
+    its budget), so a new method's row appears here without editing the demo."""
+    from dptune.methods import DemoSetup, methods
+
+    if not cfg.siblings:
+        return []
+    best = out / "tune" / "best"
+    weights = {"adapter": str(best / "adapter"), "lora": str(best / "lora")}
+    runs = []
+    for name, method in methods().items():
+        if method.demo is None:
+            continue
+        setup = DemoSetup(out_dir=out, model=cfg.model, seed=cfg.seed, quick=cfg.quick, progress=progress,
+                          weights=weights)
+        runs += method.demo(setup)
+        timings[f"{name} (training)"] = time.perf_counter() - t0 - sum(timings.values())
     return runs
 
 

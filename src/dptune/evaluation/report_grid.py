@@ -31,11 +31,12 @@ class ImageRoot:
 
     def path(self, rec: dict, method: str, set_name: str) -> Path:
         """The PNG of ``rec``; raises :class:`MissingImageError` naming the file and its results.json."""
-        p = self.folder / rec["file"]
+        # normalised: '<out>/../a/images/x.png' must not depend on <out> existing yet
+        p = Path(os.path.normpath(self.folder / rec["file"]))
         if not p.is_file():
             listed = (self.sources or {}).get(method, self.results_json)
             raise MissingImageError(
-                f"image {os.path.normpath(p)} not found: listed by {listed} (method {method!r}, set "
+                f"image {p} not found: listed by {listed} (method {method!r}, set "
                 f"{set_name!r}); re-run that evaluation, or set 'image_root' in that results.json to the "
                 "folder its image paths start from (relative to the results.json)"
             )

@@ -10,6 +10,7 @@ Built-in methods register on import; see docs/architecture.md for adding one.
 from dptune.methods import base, dpt
 from dptune.methods.context import GenerationContext, sampling_defaults
 from dptune.methods.registry import (
+    DemoSetup,
     Method,
     MethodRun,
     get_method,
@@ -25,6 +26,7 @@ for _module in (base, dpt):
     _module.register()
 
 __all__ = [
+    "DemoSetup",
     "GenerationContext",
     "Method",
     "MethodRun",

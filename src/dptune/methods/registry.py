@@ -27,6 +27,11 @@ class Method:
     in [0, 1] with a ``description`` string (and, for discriminative methods, a ``probe`` attribute).
     ``weights``: config fields naming folders the method cannot run without; ``trained_by``: the command that
     makes them (quoted in the error when they are missing).
+    ``train(train_config, progress=True) -> path of the trained weights`` with ``train_config`` an instance of
+    the dataclass ``train_config`` (``dptune train NAME`` builds its flags from it).
+    ``demo(setup: DemoSetup) -> [MethodRun]``: trains what the method needs for the ShapesWorld demo (within
+    its time budget, under ``setup.out_dir / name``) and returns the rows to evaluate; the demo calls every
+    registered method's hook, so a new method's row appears without editing the demo.
     """
 
     name: str
@@ -37,6 +42,20 @@ class Method:
     weights: tuple[str, ...] = ()
     trained_by: str = ""
     paper: str = ""  # what the method is, in one phrase (e.g. "DPT stage 2 (Qu et al. 2024)")
+    train_config: type | None = None
+    demo: Callable[[DemoSetup], list[MethodRun]] | None = None
+
+
+@dataclass
+class DemoSetup:
+    """What a method's demo hook gets: where to write, which model, and how much time it may spend."""
+
+    out_dir: Path  # the demo's folder; a method writes under out_dir / <method name>
+    model: str  # the model the demo runs on (default: the shipped ShapesWorld SD)
+    seed: int = 0
+    quick: bool = False  # smoke version (CI): train a few steps only
+    progress: bool = True
+    weights: dict[str, str] = dataclasses.field(default_factory=dict)  # DPT's stage-2 adapter / lora
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dptune.training.settings import TrainerSettings
 from dptune.utils.config import field
 
 STAGES = ("probe", "tune")
@@ -27,10 +28,11 @@ STAGE_DEFAULTS: dict[str, dict] = {
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(TrainerSettings):
+    """DPT stages 1 and 2 (paper B.3.1): the shared trainer's settings plus what DPT trains and how."""
+
     stage: str = field("probe", help="'probe' = stage 1 (SD frozen, adapter trains); 'tune' = stage 2 (LoRA + adapter)")
     model: str = field("shapesworld", help="diffusers folder, hub id, or 'shapesworld' (shipped tiny SD)")
-    out_dir: str = field("runs/probe", help="where checkpoints, metrics.jsonl and TensorBoard logs go")
     # data
     data: str = field("shapesworld", help="training data: 'shapesworld' or 'coco' (COCO captions + RefCOCO/+/g)")
     data_size: int = field(20_000, help="ShapesWorld: number of distinct training samples")
@@ -41,7 +43,6 @@ class TrainConfig:
     negatives: str | None = field(None, help="COCO: hard-negative index from `dptune data mine-negatives`")
     latent_cache: str | None = field(None, help="COCO: latent cache from `dptune data cache-latents`")
     image_size: int | None = field(None, help="training image size; default: the model's native size")
-    num_workers: int = field(0, help="DataLoader worker processes")
     # probed features
     blocks: list[str] = field(["mid"], help="U-Net block(s) to probe: down0..down3, mid, up0..up3 (paper: mid)")
     fuse: str = field("sum", help="how several blocks combine: 'sum' (equal channels) or 'concat'")
@@ -53,22 +54,10 @@ class TrainConfig:
     adapter_dropout: float = field(0.1, help="dropout in the adapter transformer (paper/DETR 0.1; on ShapesWorld "
                                    "0 lets REC boxes leave the image-independent anchor solution)")
     # optimisation (AdamW, paper B.3.1)
-    steps: int = field(60_000, help="optimiser steps (paper: 60k stage 1, 6k stage 2)")
-    batch_size: int = field(8, help="samples per process per micro-batch")
-    grad_accum: int = field(1, help="micro-batches per optimiser step (paper stage 2: 8)")
-    lr: float = field(1e-4, help="learning rate (paper 1e-4)")
-    lr_schedule: str = field("constant", help="'constant' or 'cosine' (with warm-up)")
-    warmup_steps: int = field(0, help="linear warm-up steps")
-    weight_decay: float = field(0.01, help="AdamW weight decay (paper 0.01; not applied to the temperature)")
-    betas: list[float] = field([0.9, 0.999], help="AdamW betas (paper 0.9, 0.999)")
-    grad_clip: float = field(0.1, help="max gradient norm (paper B.3.1: 0.1; official code 1.0)")
     t_min: int = field(0, help="smallest training timestep (inclusive)")
     t_max: int = field(1000, help="largest training timestep (exclusive); uniform in [t_min, t_max)")
     rec_t_max: int | None = field(None, help="largest timestep (exclusive) of the REC pass; None = t_max. Boxes "
                                   "need a visible image: ShapesWorld REC only learns with a low-noise window")
-    seed: int = field(0, help="seed: data order, noise, timesteps, dropout (resume-exact)")
-    mixed_precision: str = field("no", help="'no', 'fp16' or 'bf16' (frozen SD in half precision, LoRA in fp32)")
-    max_minutes: float | None = field(None, help="stop (with a checkpoint) after this much wall time")
     # losses
     loss_weights: dict = field({}, help="overrides of dptune.losses.LossWeights (t2i, i2t, prob, l1, giou, ...)")
     mse_weight: float = field(0.0, help="weight of the denoising MSE term (stage 2 anchor; paper Table 9)")
@@ -86,14 +75,10 @@ class TrainConfig:
                                     "the paper: for text encoders that embed hard-negative captions alike)")
     text_encoder_lr: float | None = field(None, help="learning rate of the text-encoder LoRA (None = lr)")
     # validation / checkpoints / logging
-    validate_every: int = field(500, help="steps between validations (ITM acc, REC P@1; stage 2: generation)")
     val_t: int = field(250, help="fixed timestep of ITM/REC validation (paper Table 10: t=250 best)")
     gen_val_prompts: int = field(0, help="stage 2: prompts per category for generation-alignment validation (0 = off)")
     gen_val_steps: int = field(25, help="sampling steps of the generation validation")
     gen_val_guidance: float = field(4.0, help="guidance scale of the generation validation")
-    checkpoint_every: int = field(1000, help="steps between checkpoints (one is always written at the end)")
-    keep_checkpoints: int = field(2, help="how many step checkpoints to keep (best/ and final/ are kept apart)")
-    log_every: int = field(10, help="steps between metrics.jsonl / TensorBoard entries")
 
     @classmethod
     def for_stage(cls, stage: str, **overrides) -> TrainConfig:
@@ -103,23 +88,18 @@ class TrainConfig:
         return cls(**{**STAGE_DEFAULTS[stage], **overrides})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         checks = [
             (self.stage in STAGES, f"stage must be one of {STAGES}"),
             (self.lora_targets in LORA_TARGETS, f"lora_targets must be one of {sorted(LORA_TARGETS)}"),
             (self.fuse in ("sum", "concat"), "fuse must be 'sum' or 'concat'"),
-            (self.lr_schedule in ("constant", "cosine"), "lr_schedule must be 'constant' or 'cosine'"),
-            (self.mixed_precision in ("no", "fp16", "bf16"), "mixed_precision must be 'no', 'fp16' or 'bf16'"),
             (0 <= self.t_min < self.t_max, "need 0 <= t_min < t_max"),
             (self.rec_t_max is None or self.t_min < self.rec_t_max <= 1000, "need t_min < rec_t_max <= 1000"),
-            (min(self.steps, self.batch_size, self.grad_accum) > 0, "steps, batch_size, grad_accum must be > 0"),
-            (self.lr > 0 and self.grad_clip > 0, "lr and grad_clip must be > 0"),
             (self.lora_rank > 0, "lora_rank must be > 0"),
             (min(self.mse_weight, self.itm_weight, self.rec_weight) >= 0, "loss weights must be >= 0"),
             (self.itm_weight + self.rec_weight + self.mse_weight + self.contrast_weight > 0,
              "at least one loss weight must be > 0"),
-            (len(self.betas) == 2, "betas must be two numbers"),
             (bool(self.blocks), "blocks must name at least one U-Net block"),
-            (self.checkpoint_every > 0 and self.validate_every > 0 and self.log_every > 0, "intervals must be > 0"),
             (self.stage == "tune" or (self.mse_weight == 0), "mse_weight needs stage 'tune' (stage 1 freezes SD)"),
             (self.stage == "tune" or not self.lora_text_encoder, "lora_text_encoder needs stage 'tune'"),
             (self.stage == "tune" or self.contrast_weight == 0, "contrast_weight needs stage 'tune'"),

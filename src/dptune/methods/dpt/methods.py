@@ -102,15 +102,22 @@ def _train(train_cfg, **kw):
     return train(train_cfg, **kw)
 
 
+def _train_config() -> type:
+    from dptune.training.config import TrainConfig
+
+    return TrainConfig
+
+
 def register() -> None:
     register_method(Method(
         "dpt", "DPT stage 2: Stable Diffusion with the LoRA tuned on ITM + REC (paper Sec. 3.2)", DPTConfig,
-        _dpt, train=_train, weights=("lora",), trained_by=TRAINED_BY, paper="Qu et al., CVPR 2024"))
+        _dpt, train=_train, weights=("lora",), trained_by=TRAINED_BY, paper="Qu et al., CVPR 2024",
+        train_config=_train_config()))
     register_method(Method(
         "dpt+sc", "DPT + self-correction: Eq. 9 climbs the adapter's matching score while sampling (default "
-        "window: first half of the steps; window=0:1 = every step)", DPTSCConfig, _dpt_sc, train=_train,
+        "window: first half of the steps; window=0:1 = every step)", DPTSCConfig, _dpt_sc,
         weights=("adapter",), trained_by=TRAINED_BY, paper="Qu et al., CVPR 2024, Eq. 9"))
     register_method(Method(
         "dpt+gsc", "DPT + grounded self-correction (extension, not the paper): Eq. 9 on the REC boxes of the "
         "two objects of 'X left of / above ... Y' prompts; other prompts are not corrected", GroundedSCConfig,
-        _dpt_gsc, train=_train, weights=("adapter",), trained_by=TRAINED_BY, paper="extension of Eq. 9"))
+        _dpt_gsc, weights=("adapter",), trained_by=TRAINED_BY, paper="extension of Eq. 9"))
