@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean browser
 
 $(BIN)/.dptune-installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,7 +23,12 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check src tests benchmarks experiments
 
-test: lint
+# the browser test (tests/test_app_browser.py) drives `dptune app` in headless Chromium: Debian's packages
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
+
+test: lint browser
 	$(BIN)/python -m pytest -q
 
 # Every benchmarks/*.py in full mode; stdout gets one JSON line per benchmark (names go to stderr).

@@ -6,9 +6,10 @@ import json
 import pytest
 
 from dptune.backbone.taps import block_channels_from_config
+from dptune.backbone.tiny import SD_CONFIG_DIR
 from dptune.cli import adapter_info_cmd
 
-SD = "/work/shared/reference/sd-configs"
+SD = SD_CONFIG_DIR  # the configs ship inside the package: found wherever dptune is installed
 
 
 def run(capsys, *argv):
@@ -35,7 +36,7 @@ def test_text_table_lists_parts(capsys):
 
 @pytest.mark.parametrize("name, block, want", [("sd-v1-5", "mid", (1280, 768)), ("sd-2-1-base", "up2", (640, 1024))])
 def test_sd_config_dirs(capsys, name, block, want):
-    rc, out = run(capsys, "--sd-config", f"{SD}/{name}", "--block", block, "--json")
+    rc, out = run(capsys, "--sd-config", str(SD / name), "--block", block, "--json")
     data = json.loads(out)
     assert (data["in_channels"], data["text_dim"]) == want
 

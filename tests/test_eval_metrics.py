@@ -1,4 +1,6 @@
-"""Model-based metrics on tiny random models, FID/IS on hand-computed cases, and missing-weights errors."""
+"""CLIP and BLIP scores on tiny random models (exact against transformers), missing weights and packages.
+
+FID / IS: test_eval_metrics_fid.py."""
 
 from __future__ import annotations
 
@@ -10,12 +12,9 @@ import torch
 from torch import nn
 
 from dptune.evaluation.metrics_common import MissingDependencyError, MissingWeightsError, preprocess
+from helpers import random_images
 
 WORDS = "a an and the of to red green blue cat dog circle square photo".split()
-
-
-def _images(n=3, size=24, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
 
 
 # ---- CLIP ------------------------------------------------------------------------------------------------
@@ -61,7 +60,7 @@ def test_clip_score_matches_the_model_forward(tiny_clip_dir):
     from dptune.evaluation.metrics_clip import CLIPScorer
 
     scorer = CLIPScorer.from_transformers(tiny_clip_dir)
-    images, texts = _images(), ["a red cat", "a blue dog", "the green square"]
+    images, texts = random_images(), ["a red cat", "a blue dog", "the green square"]
     out = scorer(images, texts)
     model = CLIPModel.from_pretrained(tiny_clip_dir).eval()
     enc = AutoTokenizer.from_pretrained(tiny_clip_dir)(texts, padding=True, return_tensors="pt")
@@ -93,17 +92,62 @@ def test_clip_missing_weights_name_the_file(tmp_path, tiny_clip_dir):
         CLIPScorer.from_transformers(None)
 
 
-def test_open_clip_path_reports_what_is_missing(tmp_path):
+def _fake_open_clip(calls: dict):
+    """A stand-in ``open_clip``: image embedding = red/green of the first pixel, text embedding = (words, 1)."""
+    import types
+
+    class Model(nn.Module):
+        def encode_image(self, px):  # (B, 2) -> (B, 2)
+            return px
+
+        def encode_text(self, tokens):  # (B, 2) -> (B, 2)
+            return tokens
+
+    def create_model_and_transforms(arch, pretrained, force_quick_gelu, device):
+        calls.update(arch=arch, pretrained=pretrained, quick_gelu=force_quick_gelu)
+        return Model(), None, lambda im: torch.tensor(np.asarray(im)[0, 0, :2], dtype=torch.float32)
+
+    def get_tokenizer(arch):
+        return lambda texts: torch.tensor([[float(len(t.split())), 1.0] for t in texts])
+
+    module = types.ModuleType("open_clip")
+    module.create_model_and_transforms, module.get_tokenizer = create_model_and_transforms, get_tokenizer
+    return module
+
+
+def test_open_clip_missing_package_is_reported(tmp_path, monkeypatch):
+    import sys
+
     from dptune.evaluation.metrics_clip import CLIPScorer
 
-    try:
-        import open_clip  # noqa: F401
-    except ImportError:
-        with pytest.raises(MissingDependencyError, match="open_clip_torch"):
-            CLIPScorer.from_open_clip("ViT-H-14", tmp_path / "open_clip_pytorch_model.bin")
-    else:
-        with pytest.raises(MissingWeightsError, match="open_clip_pytorch_model.bin"):
-            CLIPScorer.from_open_clip("ViT-H-14", tmp_path / "open_clip_pytorch_model.bin")
+    monkeypatch.setitem(sys.modules, "open_clip", None)  # import open_clip -> ImportError
+    weights = tmp_path / "open_clip_pytorch_model.bin"
+    weights.write_bytes(b"x")
+    with pytest.raises(MissingDependencyError, match="open_clip_torch"):
+        CLIPScorer.from_open_clip("ViT-H-14", weights)
+
+
+def test_open_clip_path_with_the_package(tmp_path, monkeypatch):
+    """The installed-package branch: a missing weights file is named; with one, the scores are the cosines of
+    the model's embeddings (planted: image (3, 4) vs text (1, 1), image (0, 5) vs text (3, 1))."""
+    import sys
+
+    from dptune.evaluation.metrics_clip import CLIPScorer
+
+    calls: dict = {}
+    monkeypatch.setitem(sys.modules, "open_clip", _fake_open_clip(calls))
+    weights = tmp_path / "open_clip_pytorch_model.bin"
+    with pytest.raises(MissingWeightsError, match="open_clip_pytorch_model.bin"):
+        CLIPScorer.from_open_clip("ViT-H-14", weights)
+    weights.write_bytes(b"x")
+    scorer = CLIPScorer.from_open_clip("ViT-H-14", weights, quick_gelu=True)
+    assert calls == {"arch": "ViT-H-14", "pretrained": str(weights), "quick_gelu": True}
+    images = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    images[0, 0, 0, :2], images[1, 0, 0, :2] = (3, 4), (0, 5)
+    out = scorer(images, ["cat", "a red cat"])
+    cos = [7 / (5 * 2**0.5), 5 / (5 * 10**0.5)]
+    assert [o["cosine"] for o in out] == pytest.approx(cos, abs=1e-6)
+    assert [o["score"] for o in out] == pytest.approx([100 * c for c in cos], abs=1e-4)
 
 
 # ---- BLIP ------------------------------------------------------------------------------------------------
@@ -146,12 +190,14 @@ def tiny_blip_dir(tmp_path_factory):
 
 
 def test_blip_itm_and_itc_scores(tiny_blip_dir):
+    from transformers import BertTokenizer, BlipForImageTextRetrieval
+
     from dptune.evaluation.metrics_blip import BLIPScorer
 
     scorer = BLIPScorer.from_pretrained(tiny_blip_dir)
     assert scorer.size == 32 and scorer.model_type == "blip"
-    images = _images(4)
-    out = scorer(images, ["a red cat", "a blue dog", "the cat", "a photo of a square"])
+    images, texts = random_images(4), ["a red cat", "a blue dog", "the cat", "a photo of a square"]
+    out = scorer(images, texts)
     assert len(out) == 4 and all(0.0 <= o["score"] <= 100.0 and -100.0 <= o["itc"] <= 100.0 for o in out)
     # batching does not change per-image scores
     scorer.batch_size = 3
@@ -159,6 +205,19 @@ def test_blip_itm_and_itc_scores(tiny_blip_dir):
     assert [o["score"] for o in again] == pytest.approx([o["score"] for o in out], abs=1e-4)
     assert [o["itc"] for o in again] == pytest.approx([o["itc"] for o in out], abs=1e-4)
     assert len({round(o["score"], 6) for o in out}) > 1
+    # exact: each pair alone through transformers' own heads -- P(match) of the ITM head (column 1) and the
+    # ITC cosine (catches a wrong head, column or image<->text pairing)
+    model = BlipForImageTextRetrieval.from_pretrained(tiny_blip_dir).eval()
+    tok = BertTokenizer.from_pretrained(tiny_blip_dir)
+    for image, text, got in zip(images, texts, out, strict=True):
+        px = preprocess(image[None], 32, (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711),
+                        center_crop=False)
+        enc = tok([text], return_tensors="pt")
+        with torch.no_grad():
+            p_match = model(**enc, pixel_values=px, use_itm_head=True).itm_score.softmax(-1)[0, 1]
+            cos = model(**enc, pixel_values=px, use_itm_head=False).itm_score[0, 0]
+        assert got["score"] == pytest.approx(100 * p_match.item(), abs=1e-3)
+        assert got["itc"] == pytest.approx(100 * cos.item(), abs=1e-3)
 
 
 def test_blip2_retrieval_model_loads_and_scores(tmp_path):
@@ -196,9 +255,20 @@ def test_blip2_retrieval_model_loads_and_scores(tmp_path):
     BertTokenizer(str(tmp_path / "vocab.txt")).save_pretrained(tmp_path)
     scorer = BLIPScorer.from_pretrained(tmp_path)
     assert scorer.model_type == "blip-2"
-    out = scorer(_images(2), ["a red cat", "the blue dog"])
-    assert all(0.0 <= o["score"] <= 100.0 and -100.0 <= o["itc"] <= 100.0 for o in out)
+    images, texts = random_images(2), ["a red cat", "the blue dog"]
+    out = scorer(images, texts)
     assert out[0] != out[1]
+    model = Blip2ForImageTextRetrieval.from_pretrained(tmp_path).eval()
+    tok = BertTokenizer.from_pretrained(tmp_path)
+    for image, text, got in zip(images, texts, out, strict=True):  # each pair alone, transformers' own heads
+        px = preprocess(image[None], 32, (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711),
+                        center_crop=False)
+        enc = tok([text], return_tensors="pt")
+        with torch.no_grad():
+            itm = model(**enc, pixel_values=px, use_image_text_matching_head=True).logits_per_image
+            itc = model(**enc, pixel_values=px, use_image_text_matching_head=False).logits_per_image
+        assert got["score"] == pytest.approx(100 * itm.softmax(-1)[0, 1].item(), abs=1e-3)
+        assert got["itc"] == pytest.approx(100 * itc[0, 0].item(), abs=1e-3)
 
 
 def test_blip_missing_weights_and_wrong_model(tmp_path, tiny_clip_dir):
@@ -208,82 +278,3 @@ def test_blip_missing_weights_and_wrong_model(tmp_path, tiny_clip_dir):
         BLIPScorer.from_pretrained(tmp_path / "nope")
     with pytest.raises(ValueError, match="'clip' model"):
         BLIPScorer.from_pretrained(tiny_clip_dir)
-
-
-# ---- FID and IS ------------------------------------------------------------------------------------------
-class _TwoPixels(nn.Module):
-    """Feature = the red value of the first two pixels, minus 128 (uint8 (B, 3, H, W) -> (B, 2))."""
-
-    num_features = 2
-
-    def forward(self, x):
-        return x[:, 0, 0, :2].double() - 128.0
-
-
-def _pixels(points):
-    imgs = np.full((len(points), 2, 2, 3), 128, dtype=np.uint8)
-    for i, (a, b) in enumerate(points):
-        imgs[i, 0, 0, 0], imgs[i, 0, 1, 0] = 128 + a, 128 + b
-    return imgs
-
-
-def test_fid_with_a_tiny_feature_extractor_equals_the_closed_form():
-    from dptune.evaluation.metrics_fid import fid_score, frechet_distance
-
-    # real features: (+-1, +-1) -> mean 0, unbiased covariance 4/3 I; fake: (3 +- 2, 4 +- 2) -> mean (3, 4),
-    # covariance 16/3 I.  FID = |(3, 4)|^2 + 2 * (4/3 + 16/3 - 2 * sqrt(64/9)) = 25 + 8/3.
-    real = _pixels([(-1, -1), (-1, 1), (1, -1), (1, 1)])
-    fake = _pixels([(1, 2), (1, 6), (5, 2), (5, 6)])
-    expected = 25.0 + 8.0 / 3.0
-    assert fid_score(real, fake, feature=_TwoPixels(), batch_size=3) == pytest.approx(expected, rel=1e-5)
-    s1, s2 = np.eye(2) * 4 / 3, np.eye(2) * 16 / 3
-    assert frechet_distance(np.zeros(2), s1, np.array([3.0, 4.0]), s2) == pytest.approx(expected)
-    assert fid_score(real, real, feature=_TwoPixels()) == pytest.approx(0.0, abs=1e-6)
-    with pytest.raises(ValueError, match=">= 2 images"):
-        fid_score(real[:1], fake, feature=_TwoPixels())
-
-
-class _PixelClassifier(nn.Module):
-    """Logits over 8 classes: class = first pixel's red value (sharp) or uniform."""
-
-    def __init__(self, sharp: bool):
-        super().__init__()
-        self.sharp = sharp
-
-    def forward(self, x):
-        logits = torch.zeros(x.shape[0], 8)
-        if self.sharp:
-            logits[torch.arange(x.shape[0]), x[:, 0, 0, 0].long() % 8] = 50.0
-        return logits
-
-
-def test_inception_score_on_known_classifiers():
-    from dptune.evaluation.metrics_fid import inception_score
-
-    imgs = np.zeros((8, 2, 2, 3), dtype=np.uint8)
-    imgs[:, 0, 0, 0] = np.arange(8)  # 8 images, 8 distinct classes
-    mean, _ = inception_score(imgs, _PixelClassifier(sharp=True), splits=1)
-    assert mean == pytest.approx(8.0, rel=1e-4)  # confident and diverse: IS = number of classes
-    mean, _ = inception_score(imgs, _PixelClassifier(sharp=False), splits=1)
-    assert mean == pytest.approx(1.0, abs=1e-6)  # uniform predictions: IS = 1
-    with pytest.raises(ValueError, match="splits"):
-        inception_score(imgs[:3], _PixelClassifier(sharp=True), splits=10)
-
-
-def test_standard_inception_reports_the_missing_file_then_the_dependency(tmp_path, monkeypatch):
-    from dptune.evaluation.metrics_fid import INCEPTION_FILE, fid_score, inception_score
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    imgs = _images(4, size=8)
-    with pytest.raises(MissingWeightsError, match=INCEPTION_FILE) as err:
-        fid_score(imgs, imgs)
-    assert str(tmp_path / "torch" / "hub" / "checkpoints") in str(err.value)
-    with pytest.raises(MissingWeightsError, match="--inception-weights"):
-        inception_score(imgs, splits=2)
-    weights = tmp_path / INCEPTION_FILE
-    weights.write_bytes(b"not really weights")
-    from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE
-
-    if not _TORCH_FIDELITY_AVAILABLE:
-        with pytest.raises(MissingDependencyError, match="torch-fidelity"):
-            fid_score(imgs, imgs, inception_weights=weights)

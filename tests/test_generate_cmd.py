@@ -8,7 +8,6 @@ import pytest
 from PIL import Image
 
 from conftest import make_tiny_adapter
-
 from dptune.adapter import save_adapter
 from dptune.cli.main import main
 

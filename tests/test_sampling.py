@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from conftest import make_tiny_adapter
-
 from dptune.adapter import DPTProbe
 from dptune.backbone import SDBackbone
 from dptune.methods.dpt import MatchScore

@@ -44,7 +44,9 @@ def test_shipped_pipeline_generates_judgeable_images(monkeypatch):
                   output_type="np").images
     assert images.shape == (len(prompts), 32, 32, 3)
     verdicts = judge_batch((images * 255).round().astype(np.uint8), prompts)
-    assert np.mean([v.correct for v in verdicts]) >= 0.6  # measured 0.98 on 50 prompts; loose bound
+    # measured 8/8 here (0.98 on 50 prompts per category); seeds are fixed, so allow one flip only for
+    # floating-point differences between machines
+    assert sum(v.correct for v in verdicts) >= len(prompts) - 1 and len(prompts) == 8
 
 
 def test_text_check_cli_finds_the_shipped_encoder_blind_to_relation_flips(tmp_path, capsys):

@@ -9,9 +9,10 @@ def register(sub, name: str) -> argparse.ArgumentParser:
     from dptune.demo.run import DemoConfig
     from dptune.utils.config import add_dataclass_args
 
-    p = sub.add_parser(name, help="run the ShapesWorld demo: probe, tune, self-correct, evaluate, report",
-                       description="Stage 1 + stage 2 on the shipped tiny ShapesWorld SD, then base vs DPT vs "
-                       "DPT + self-correction on ID and OOD prompts; writes <out-dir>/report.html.")
+    p = sub.add_parser(name, help="run the ShapesWorld demo: every method trained, generated, judged, compared",
+                       description="DPT stages 1 + 2 on the shipped tiny ShapesWorld SD and every other registered "
+                       "method's demo training, then all methods on the same ID and OOD prompts and seeds; writes "
+                       "<out-dir>/report.html and the comparison table <out-dir>/comparison.md.")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_dataclass_args(p, DemoConfig)
     return p
@@ -24,12 +25,13 @@ def run(args: argparse.Namespace) -> int:
     cfg = merge_config(DemoConfig, args)
     results = run_demo(cfg, progress=not args.no_progress)
     from dptune.demo.report import judge_table, summary_lines
+    from dptune.evaluation.compare import comparison_rows, format_table
 
-    header, rows, means = judge_table(results)
-    print(" | ".join(header))
-    for r in rows:
-        print(" | ".join(r))
+    _, _, means = judge_table(results)
     for line in summary_lines(results, means):
         print(line.replace("**", ""))
-    print(f"report: {cfg.out_dir}/report.html ({results['demo']['total_s']:.0f} s)")
+    print("\nJudge accuracy % [95% Wilson interval] per category, cost per image and of training:")
+    print(format_table(comparison_rows(results)))
+    print(f"report: {cfg.out_dir}/report.html, table: {cfg.out_dir}/comparison.md "
+          f"({results['demo']['total_s']:.0f} s)")
     return 0

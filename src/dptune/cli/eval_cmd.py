@@ -26,12 +26,7 @@ def register(sub, name: str) -> argparse.ArgumentParser:
         description=HELP + ". Precedence: defaults < --config file < flags. See docs/evaluation.md.",
     )
     p.add_argument("--config", default=None, help="YAML or JSON file of EvalConfig options")
-    p.add_argument("--adapter", default=None,
-                   help="adapter folder for the methods that take one ('random' = untrained, smoke runs)")
-    p.add_argument("--lora", default=None, help="stage-2 LoRA folder for the methods that take one")
-    p.add_argument("--methods", default=None, metavar="SPEC,...",
-                   help="comma list of registered methods, each NAME or NAME:key=value,... e.g. "
-                   "'base,dpt+sc:eta=0.2,window=0:1' (default: base, + dpt with --lora, + dpt+sc with --adapter)")
+    add_method_args(p, "default: base, + dpt with --lora, + dpt+sc with --adapter")
     p.add_argument(
         "--report-from",
         nargs="+",
@@ -43,6 +38,30 @@ def register(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_dataclass_args(p, EvalConfig)
     return p
+
+
+def add_method_args(p, default: str) -> None:
+    """--methods and the weight flags that fill the methods' weight options (shared with `dptune compare`)."""
+    p.add_argument("--methods", default=None, metavar="SPEC,...",
+                   help="comma list of registered methods, each NAME or NAME:key=value,... e.g. "
+                   f"'base,dpt+sc:eta=0.2,window=0:1' ({default}; `dptune methods` lists them)")
+    p.add_argument("--adapter", default=None,
+                   help="adapter folder for the methods that take one ('random' = untrained, smoke runs)")
+    p.add_argument("--lora", default=None, help="stage-2 LoRA folder for the methods that take one")
+    p.add_argument("--tokens", default=None, help="learned token file for the token methods that take one")
+    p.add_argument("--weights", nargs="+", default=[], metavar="KEY=PATH",
+                   help="any other weight option of the methods, e.g. token=runs/dct/final/learned_embeds.safetensors")
+
+
+def weights_of(args: argparse.Namespace) -> dict[str, str | None]:
+    """The weight options given on the command line: --adapter, --lora, --tokens and every --weights KEY=PATH."""
+    weights = {"adapter": args.adapter, "lora": args.lora, "tokens": args.tokens}
+    for item in args.weights:
+        key, sep, path = item.partition("=")
+        if not sep or not key or not path:
+            raise ValueError(f"--weights takes KEY=PATH entries, e.g. token=DIR; got {item!r}")
+        weights[key] = path
+    return weights
 
 
 def split_specs(text: str) -> list[str]:
@@ -64,7 +83,7 @@ def split_specs(text: str) -> list[str]:
 def build_methods(args: argparse.Namespace) -> list:
     from dptune.methods import parse_method
 
-    weights = {"adapter": args.adapter, "lora": args.lora}
+    weights = weights_of(args)
     if args.methods:
         specs = split_specs(args.methods)
     else:

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from dptune.backbone import load_backbone
 
-    bb = load_backbone(args.model, device=args.device)
+    bb = load_backbone(args.model, device=_device(args.device))
     print(f"model {args.model}: image {bb.image_size}px, latent {bb.latent_size}x{bb.latent_size}, "
           f"text dim {bb.text_dim}, {sum(p.numel() for p in bb.unet.parameters()) / 1e6:.2f} M U-Net params")
     z = torch.zeros(1, bb.unet.config.in_channels, bb.latent_size, bb.latent_size, device=bb.device)
@@ -37,3 +37,16 @@ def run(args: argparse.Namespace) -> int:
     for name, f in feats.items():
         print(f"{name:<6} {f.shape[1]:>8} {f.shape[2]:>4}x{f.shape[3]}")
     return 0
+
+
+def _device(name: str):
+    """A torch device this machine has, or one clear error naming the choices."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a torch device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: this torch build has no CUDA device; use --device cpu")
+    return device

@@ -19,6 +19,8 @@ COMMANDS: dict[str, str] = {
     "train": "dptune.cli.method_train_cmd",
     "generate": "dptune.cli.generate_cmd",
     "eval": "dptune.cli.eval_cmd",
+    "compare": "dptune.cli.compare_cmd",
+    "app": "dptune.cli.app_cmd",
     "shapesworld": "dptune.cli.shapesworld_cmd",
     "data": "dptune.cli.data_cmd",
 }
@@ -48,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    # transformers warns at import about optional packages (torchvision) the CLI never uses; errors stay one line
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     from dptune.utils.io import ArtefactError  # light: no torch at import
 
     parser = build_parser()

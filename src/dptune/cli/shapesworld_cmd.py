@@ -48,13 +48,13 @@ def run(args: argparse.Namespace) -> int:
 def _train_base(args) -> int:
     from dptune.shapesworld.train_base import main
 
-    return main(args.extra)
+    return main(args.extra, prog="dptune shapesworld")
 
 
 def _pretrain_text(args) -> int:
     from dptune.shapesworld.pretrain_text import main
 
-    return main(args.extra)
+    return main(args.extra, prog="dptune shapesworld")
 
 
 def _score(args) -> int:
@@ -82,6 +82,10 @@ def _text_check(args) -> int:
 
     if args.n < 1:
         raise ValueError("--n must be >= 1")
+    if args.lora:  # before loading the model: a mistyped folder fails at once
+        from dptune.backbone.lora_loading import existing_dir
+
+        existing_dir(args.lora, "LoRA", "pass the lora/ folder of a `dptune tune` checkpoint")
     backbone = load_backbone(args.model)
     if args.lora:
         from dptune.backbone.lora_loading import load_lora_into

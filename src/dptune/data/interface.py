@@ -47,7 +47,8 @@ def collate_samples(samples: list[DPTSample]) -> dict[str, torch.Tensor | list[s
     if not samples:
         raise ValueError("collate_samples got an empty list of samples")
     batch: dict[str, torch.Tensor | list[str]] = {}
-    for f in fields(DPTSample):
-        values = [getattr(s, f.name) for s in samples]
-        batch[f.name] = torch.stack(values) if isinstance(values[0], torch.Tensor) else list(values)
+    names = list(samples[0]) if isinstance(samples[0], dict) else [f.name for f in fields(DPTSample)]
+    for name in names:  # dict samples (other methods' datasets) collate the same way, key by key
+        values = [s[name] if isinstance(s, dict) else getattr(s, name) for s in samples]
+        batch[name] = torch.stack(values) if isinstance(values[0], torch.Tensor) else list(values)
     return batch

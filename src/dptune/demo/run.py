@@ -126,6 +126,7 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
     import torch
 
     from dptune.demo.report import write_demo_report
+    from dptune.evaluation.compare import write_comparison
     from dptune.evaluation.suite import evaluate_methods
     from dptune.training import train
     from dptune.utils.io import save_json
@@ -157,6 +158,7 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
         "total_s": round(time.perf_counter() - t0, 1), "text_check": text_check}}
     save_json(out / "results.json", results)
     write_demo_report(results, out)
+    write_comparison({**results, "methods": main["methods"]}, out)  # the generated rows: one table of every method
     return results
 
 

@@ -89,7 +89,10 @@ def _method_entry(run, psets: list, shared: dict, disc_sets: dict, disc_cache: d
                   quality: tuple, progress: bool) -> dict[str, Any]:
     """Build one method's generator, run its generative and (with a probe) discriminative evaluation."""
     generate = run.method.generator(run.config, ctx)
-    entry: dict[str, Any] = {"name": run.label, "spec": run.to_json(), "generative": {}, "discriminative": None}
+    from dptune.methods.cost import method_cost
+
+    entry: dict[str, Any] = {"name": run.label, "spec": run.to_json(), "generative": {}, "discriminative": None,
+                             "cost": method_cost(run.method, run.config)}
     if psets:
         entry["generative"] = _generative(run, generate, psets, shared, cfg, ctx, quality, progress)
     probe = getattr(generate, "probe", None)

@@ -227,13 +227,16 @@ def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_arg_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "pretrain_text") -> int:
+    """``prog``: the name errors are reported under (the CLI passes 'dptune shapesworld')."""
+    parser = build_arg_parser()
+    parser.prog = f"{prog} pretrain-text" if prog != "pretrain_text" else prog
+    args = parser.parse_args(argv)
     try:
         cfg = merge_config(PretrainTextConfig, args, file=args.config)
         log = pretrain_text(cfg, args.out, progress=not args.no_progress)
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
-        print(f"pretrain_text: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     acc = log["held_out_accuracy"]
     print(

@@ -152,18 +152,21 @@ def _sigterm_to_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt  # ``kill PID`` then checkpoints like Ctrl-C does
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_arg_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "train_base") -> int:
+    """``prog``: the name errors are reported under (the CLI passes 'dptune shapesworld')."""
+    parser = build_arg_parser()
+    parser.prog = f"{prog} train-base" if prog != "train_base" else prog
+    args = parser.parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
     try:
         cfg = config_from_args(args)
         log = train_base(cfg, args.out, resume=not args.no_resume, progress=not args.no_progress)
     except (ValueError, FileNotFoundError, ArtefactError) as e:  # one line naming the problem and the fix
-        print(f"train_base: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("train_base: interrupted; checkpoint saved, run the same command again to resume", file=sys.stderr)
+        print(f"{prog}: interrupted; checkpoint saved, run the same command again to resume", file=sys.stderr)
         return 130
     print(
         f"saved {args.out}: {log['vae_steps']} VAE + {log['unet_steps']} U-Net steps in "

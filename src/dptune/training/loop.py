@@ -68,6 +68,7 @@ class Trainer:
         self.scheduler = get_scheduler(cfg.lr_schedule, self.optimizer, num_warmup_steps=cfg.warmup_steps,
                                        num_training_steps=cfg.steps)
         self.step, self.best, self.history = 0, None, []
+        self.train_seconds, self._fit_start = 0.0, None  # wall time spent training, summed over resumes
 
     # ---- state -----------------------------------------------------------------------------------
     def resume(self) -> None:
@@ -80,12 +81,13 @@ class Trainer:
         state = ckpt.load_checkpoint(path, self.model, self.optimizer, self.scheduler)
         self.step, self.best = state["step"], state.get("best")
         self.history = state.get("history", [])
+        self.train_seconds = float(state.get("train_seconds", 0.0))
 
     def save(self, name: str | None = None) -> Path | None:
         if not self.acc.is_main_process:
             return None
         state = {"step": self.step, "best": self.best, "history": self.history,
-                 "world_size": self.acc.num_processes}
+                 "world_size": self.acc.num_processes, "train_seconds": self.elapsed()}
         path = ckpt.write_checkpoint(self.out, name or f"step-{self.step:07d}", self.model, self.optimizer,
                                      self.scheduler, state, to_dict(self.cfg), self.task.export)
         ckpt.prune_checkpoints(self.out, self.cfg.keep_checkpoints)
@@ -101,9 +103,16 @@ class Trainer:
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.out))
         self.task.export(tmp)
         save_json(tmp / "config.json", to_dict(self.cfg))
-        save_json(tmp / "state.json", {"step": self.step, "validation": self.history[-1] if self.history else None})
+        total = self.elapsed() + self.task.upstream_seconds  # what the exported weights cost to train
+        save_json(tmp / "state.json", {"step": self.step, "train_seconds": round(total, 1),
+                                       "validation": self.history[-1] if self.history else None})
         shutil.rmtree(self.out / name, ignore_errors=True)
         tmp.rename(self.out / name)
+
+    def elapsed(self) -> float:
+        """Training wall time so far, this run plus the runs it resumed (the comparison's training cost)."""
+        since = time.perf_counter() - self._fit_start if self._fit_start is not None else 0.0
+        return self.train_seconds + since
 
     # ---- validation ------------------------------------------------------------------------------
     def validate(self, val_batches: list[dict]) -> dict:
@@ -167,6 +176,7 @@ class Trainer:
         self.acc.init_trackers("dptune", config={k: v for k, v in to_dict(cfg).items()
                                                  if isinstance(v, int | float | str | bool)})
         batches, t0, stopped = iter(loader), time.perf_counter(), False
+        self._fit_start = t0
         desc = f"dptune {getattr(cfg, 'stage', 'train')}"
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, desc=desc)
         self.objective.train()

@@ -99,4 +99,15 @@ def build_dpt_task(cfg: TrainConfig, device) -> TrainingTask:
         return metrics
 
     return TrainingTask(objective, param_groups(objective, cfg.weight_decay, cfg.text_encoder_lr), prepare, export,
-                        build_datasets(cfg, backbone.image_size), validate)
+                        build_datasets(cfg, backbone.image_size), validate,
+                        upstream_seconds=_upstream_seconds(cfg.adapter_init))
+
+
+def _upstream_seconds(adapter_init: str | None) -> float:
+    """Training time recorded beside the adapter stage 2 starts from (stage 1's ``final/state.json``)."""
+    from pathlib import Path
+
+    from dptune.utils.io import load_json
+
+    state = Path(adapter_init).parent / "state.json" if adapter_init else None
+    return float(load_json(state).get("train_seconds") or 0.0) if state is not None and state.is_file() else 0.0

@@ -34,6 +34,7 @@ class TrainingTask:
     datasets: tuple[Any, Any]  # (train, validation); validation may be None
     validate: Callable[[list], dict] | None = None
     find_unused_parameters: bool = False  # DDP: parameters that get no gradient in some steps
+    upstream_seconds: float = 0.0  # training time of the weights this run starts from (DPT stage 2: stage 1)
 
     def __post_init__(self) -> None:
         if not any(p.requires_grad for g in self.param_groups for p in g["params"]):
