@@ -45,16 +45,6 @@ def sd15_unet():
     return real_size_unet("sd-v1-5")
 
 
-def make_tiny_adapter(seed: int = 0, in_channels: int = 32, text_dim: int = 32):
-    """A small random DiscriminativeAdapter for the tiny model's 32-channel blocks (eval mode)."""
-    from dptune.adapter import AdapterConfig, DiscriminativeAdapter
-
-    torch.manual_seed(seed)
-    cfg = AdapterConfig(in_channels=in_channels, text_dim=text_dim, d_model=32, heads=4, ffn=64, num_queries=6,
-                        num_match_queries=2)
-    return DiscriminativeAdapter(cfg).eval()
-
-
 @pytest.fixture
 def tiny_sd(tiny_parts):
     """A diffusers StableDiffusionPipeline over the tiny random components."""
@@ -72,6 +62,7 @@ def tiny_probe(tiny_sd):
     """DPTProbe (mid block) on the tiny pipeline's U-Net with a random adapter."""
     from dptune.adapter import DPTProbe
     from dptune.backbone import SDBackbone
+    from helpers import make_tiny_adapter
 
     return DPTProbe(SDBackbone.from_pipeline(tiny_sd), make_tiny_adapter())
 

@@ -1,10 +1,19 @@
-"""Small shared pieces for tests (not fixtures): the tiny training config, LoRA tensors by module, a fixed
-tiny U-Net input, random images."""
+"""Small shared pieces for tests (not fixtures): the repository root, the tiny training config and adapter,
+LoRA tensors by module, a fixed tiny U-Net input, random images, ShapesWorld generators with known verdicts,
+the tiny base-model architecture. Test modules import these from here, never from each other."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
+
+REPO = Path(__file__).resolve().parent.parent  # the repository root (tests live one or two levels below)
+
+# the tiny ShapesWorld base architecture for train-base / pretrain-text tests
+TINY_MODEL = dict(vae_channels=[8, 16, 16], vae_norm_groups=8, unet_channels=[16, 32, 32], unet_norm_groups=8,
+                  text_hidden=16, text_heads=2, text_ffn=32, attention_head_dim=4)
 
 # a training run on the tiny random SD (``tiny_pipeline_dir``) that takes about a second per few steps
 TINY_TRAIN = dict(data_size=48, val_size=8, batch_size=4, adapter_d_model=32, adapter_ffn=64, adapter_heads=4,
@@ -47,3 +56,42 @@ def unet_output(unet, seed: int = 0) -> torch.Tensor:
     x, text = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 5, 32, generator=g)
     with torch.no_grad():
         return unet(x, torch.tensor([10, 600]), encoder_hidden_states=text).sample  # (2, 4, 8, 8)
+
+
+def make_tiny_adapter(seed: int = 0, in_channels: int = 32, text_dim: int = 32):
+    """A small random DiscriminativeAdapter for the tiny model's 32-channel blocks (eval mode)."""
+    from dptune.adapter import AdapterConfig, DiscriminativeAdapter
+
+    torch.manual_seed(seed)
+    cfg = AdapterConfig(in_channels=in_channels, text_dim=text_dim, d_model=32, heads=4, ffn=64, num_queries=6,
+                        num_match_queries=2)
+    return DiscriminativeAdapter(cfg).eval()
+
+
+def perfect_generator(calls=None):
+    """A ShapesWorld 'method' that renders exactly what the prompt says (the seed picks the layout)."""
+    import dptune.shapesworld as sw
+
+    def generate(prompts, seeds):
+        if calls is not None:
+            calls.append(list(seeds))
+        return np.stack([sw.render_prompt(p, seed=s) for p, s in zip(prompts, seeds, strict=True)]) / 255.0
+
+    return generate
+
+
+def relation_blind_generator():
+    """Correct except that every relation is drawn the other way round."""
+    import dptune.shapesworld as sw
+    from dptune.shapesworld.grammar import OPPOSITE, PromptSpec, make_prompt
+
+    def generate(prompts, seeds):
+        out = []
+        for p, s in zip(prompts, seeds, strict=True):
+            spec = sw.parse_prompt(p).spec
+            if spec.category == "relation":
+                spec = PromptSpec("relation", spec.kinds, relation=OPPOSITE[spec.relation])
+            out.append(sw.render_prompt(make_prompt(spec), seed=s))
+        return np.stack(out).astype(np.float32) / 255.0
+
+    return generate

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import REPO
+
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 if not (CHROMIUM and DRIVER) and not os.environ.get("CI"):  # CI installs both (.ci/run): never skipped there
     pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)",
@@ -104,7 +106,7 @@ def test_images_of_each_chosen_method_appear(app_url, browser):
         assert len(images) == 2  # --images 2: seeds 0 and 1
         assert all(int(img.get_attribute("naturalWidth")) >= 128 for img in images)  # enlarged, not postage stamps
         assert "correct" in column.text or "wrong" in column.text  # the ShapesWorld judge's verdicts
-    folder = Path(os.environ.get("DPTUNE_TEST_ARTIFACTS", Path(__file__).parents[1] / "runs" / "test-artifacts"))
+    folder = Path(os.environ.get("DPTUNE_TEST_ARTIFACTS", REPO / "runs" / "test-artifacts"))
     folder.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(folder / "app.png"))
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from helpers import REPO  # noqa: E402
+
 BENCHMARKS = sorted((REPO / "benchmarks").glob("*.py"))
 
 

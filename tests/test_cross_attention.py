@@ -6,12 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+from helpers import REPO
+
+EXPERIMENTS = REPO / "experiments"
 sys.path.insert(0, str(EXPERIMENTS))
 from relation_text.attention import token_attention_loss  # noqa: E402
 from relation_text.cross_attention import capture_cross_attention, cross_attention_layers  # noqa: E402

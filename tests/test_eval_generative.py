@@ -9,33 +9,7 @@ import dptune.shapesworld as sw
 from dptune.evaluation.generative import evaluate_prompt_set, image_seed, to_uint8
 from dptune.evaluation.prompt_sets import PromptRecord, PromptSet, load_prompt_set
 from dptune.shapesworld.eval_hooks import judge_scorer
-from dptune.shapesworld.grammar import OPPOSITE, PromptSpec, make_prompt
-
-
-def perfect_generator(calls=None):
-    """Renders exactly what the prompt says (the seed picks the layout)."""
-
-    def generate(prompts, seeds):
-        if calls is not None:
-            calls.append(list(seeds))
-        return np.stack([sw.render_prompt(p, seed=s) for p, s in zip(prompts, seeds, strict=True)]) / 255.0
-
-    return generate
-
-
-def relation_blind_generator():
-    """Correct except that every relation is drawn the other way round."""
-
-    def generate(prompts, seeds):
-        out = []
-        for p, s in zip(prompts, seeds, strict=True):
-            spec = sw.parse_prompt(p).spec
-            if spec.category == "relation":
-                spec = PromptSpec("relation", spec.kinds, relation=OPPOSITE[spec.relation])
-            out.append(sw.render_prompt(make_prompt(spec), seed=s))
-        return np.stack(out).astype(np.float32) / 255.0
-
-    return generate
+from helpers import perfect_generator, relation_blind_generator
 
 
 def test_seed_rule_is_shared_by_every_method():

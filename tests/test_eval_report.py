@@ -18,8 +18,8 @@ from dptune.evaluation.report import (
     pyplot,
     write_report,
 )
+from helpers import perfect_generator, relation_blind_generator
 from test_demo_report import demo_results
-from test_eval_generative import perfect_generator, relation_blind_generator
 
 EMBEDDED = re.compile(r"<img [^>]*src='data:image/png;base64,[A-Za-z0-9+/=]+'")
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_tiny_adapter
 from dptune.adapter import save_adapter
 from dptune.cli.main import main
+from helpers import make_tiny_adapter
 
 
 @pytest.fixture
@@ -66,7 +67,11 @@ def test_generate_with_adapter_writes_images_metadata_and_grid(tiny_pipeline_dir
         assert cfg["adapter"] == str(adapter_dir)
         assert [step for step, _ in m["guidance_score_trace"]] == [0, 1]
     assert sorted(p.name for p in out.glob("*.png")) == sorted([m["file"] for m in meta] + ["grid.png"])
-    assert Image.open(out / "grid.png").size == (2 * 16, 2 * 16)  # columns = seeds, rows = prompts
+    # columns = seeds, rows = prompts; the 16 px images enlarged 8x (nearest neighbour) to 128 px tiles
+    grid = np.asarray(Image.open(out / "grid.png"))
+    assert grid.shape == (2 * 128, 2 * 128, 3)
+    first = np.asarray(Image.open(out / meta[0]["file"]))  # (16, 16, 3)
+    assert np.array_equal(grid[:128, :128], np.repeat(np.repeat(first, 8, axis=0), 8, axis=1))
 
 
 def test_generate_plain_from_prompt_file(tiny_pipeline_dir, tmp_path):
@@ -101,7 +106,7 @@ def test_generate_plain_from_prompt_file(tiny_pipeline_dir, tmp_path):
         (["--prompt", "a red circle", "--method", "dpt+gsc"], r"needs adapter weights \(made by `dptune probe"),
         (["--prompt", "a red circle", "--method", "dpt+sc:eta=0.5,window=0.8:0.2", "--adapter", "{tmp}"],
          "0 <= start < end <= 1"),
-        (["--prompt", "a red circle", "--method", "magic"], "unknown method 'magic'; known methods: base"),
+        (["--prompt", "a red circle", "--method", "magic"], "unknown method 'magic'; known methods: "),
         (["--prompts", "{tmp}/none.txt"], "prompt file .* does not exist"),
         (["--prompt", "a", "--seeds", "1", "--num-images", "2"], "either --seeds"),
     ],

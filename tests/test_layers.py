@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parent.parent / "src"
+from helpers import REPO
+
+SRC = REPO / "src"
 LOWER_LAYERS = ("backbone", "adapter", "losses", "sampling", "training")
 BANNED = ("dptune.shapesworld", "dptune.evaluation", "dptune.demo", "dptune.cli", "dptune.methods",
           "dptune.data.plugin")

@@ -100,3 +100,16 @@ def test_a_method_registered_at_run_time_runs_through_dptune_eval(toy_method, tm
     assert by_name["toy"]["spec"] == {"method": "toy", "label": "toy", "config": {"mode": "truth"}}
     assert (out / "report.html").is_file()
     assert "toy" not in methods() or get_method("toy") is toy_method
+
+
+def test_eval_method_lists_keep_each_methods_options():
+    """`dptune eval --methods "base,dpt+sc:eta=0.2,window=0:1,dpt"`: commas split methods, not their options."""
+    import argparse
+
+    from dptune.cli.eval_cmd import build_methods, split_specs
+
+    assert split_specs("base,dpt+sc:eta=0.2,window=0:1,dpt") == ["base", "dpt+sc:eta=0.2,window=0:1", "dpt"]
+    assert split_specs("dpt+sc:eta=0.2") == ["dpt+sc:eta=0.2"]
+    args = argparse.Namespace(methods="dpt+sc:eta=0.2", adapter="A", lora=None, tokens=None, weights=["token=T"])
+    (run,) = build_methods(args)
+    assert (run.label, run.config.eta, run.config.adapter) == ("dpt+sc:eta=0.2", 0.2, "A")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dptune.shapesworld.pretrain_text import DualEncoder, PretrainTextConfig, contrastive_loss, main, pretrain_text
-from test_tiny_sd import TINY_MODEL
+from helpers import TINY_MODEL
 
 
 def _cfg(**kw) -> PretrainTextConfig:

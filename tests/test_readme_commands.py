@@ -4,11 +4,12 @@ here: no weights, no data)."""
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import REPO
+
+ROOT = REPO
 # (file, heading): the first bash block after the heading holds the commands
 SOURCES = [("README.md", "## On your own Stable Diffusion checkpoint"), ("docs/real-sd.md", "## The recipe")]
 

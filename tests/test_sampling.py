@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_tiny_adapter
 from dptune.adapter import DPTProbe
 from dptune.backbone import SDBackbone
 from dptune.methods.dpt import MatchScore
 from dptune.sampling import GuidanceCond, GuidedPipeline, SelfCorrectionConfig, SelfCorrector, make_scheduler
+from helpers import make_tiny_adapter
 
 SCHEDULERS = ("ddim", "pndm", "euler", "dpmpp")
 PROMPTS = ["a red circle", "two blue squares left of a green triangle"]

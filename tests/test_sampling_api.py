@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_tiny_adapter
 from dptune.adapter import DPTProbe
 from dptune.backbone import SDBackbone
 from dptune.methods.dpt import MatchScore
 from dptune.sampling import GuidedPipeline, SelfCorrectionConfig
 from dptune.utils.config import from_dict, to_dict
+from helpers import make_tiny_adapter
 
 
 @pytest.mark.parametrize(

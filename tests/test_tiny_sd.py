@@ -11,6 +11,7 @@ from dptune import shapesworld
 from dptune.backbone.tokenizers import build_clip_tokenizer, build_vocab_and_merges
 from dptune.shapesworld.tiny_sd import TinySDConfig, build_components, count_params
 from dptune.shapesworld.train_base import TrainBaseConfig, main, train_base
+from helpers import TINY_MODEL
 
 # Words chosen so that greedy merges collide (re/red/green/greens share pieces) — the hard case for BPE.
 WORDS = "a two three red green greens blue circle circles square squares and to the left right of".split()
@@ -66,16 +67,6 @@ def test_config_validation():
 
 
 # The smallest architecture that still builds every component (shared with test_pretrain_text).
-TINY_MODEL = dict(
-    vae_channels=[8, 16, 16],
-    vae_norm_groups=8,
-    unet_channels=[16, 32, 32],
-    unet_norm_groups=8,
-    text_hidden=16,
-    text_heads=2,
-    text_ffn=32,
-    attention_head_dim=4,
-)
 
 
 def _tiny_cfg(tmp_path, unet_steps: int) -> TrainBaseConfig:

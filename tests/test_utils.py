@@ -10,8 +10,9 @@ import torch
 from dptune.training import TrainConfig
 from dptune.utils.config import from_dict, load_config_file
 from dptune.utils.io import ArtefactError, atomic_write, load_json, load_tensors, save_json, save_tensors
+from helpers import REPO
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = REPO / "configs"
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from dptune.utils.images import enlarge
+
 DEFAULT_CHOICES = ("base", "dpt", "dpt+gsc")  # plus every sibling method that has weights
-MIN_SIDE = 128  # small images are enlarged (nearest neighbour) to at least this many pixels
 
 
 @dataclass
@@ -26,12 +27,6 @@ class Tile:
     image: np.ndarray  # (H, W, 3) uint8, enlarged
     verdict: str | None  # the world's judge on this prompt, or None when the model has no judge
     seconds: float  # generation time of this method's images / number of images
-
-
-def enlarge(image: np.ndarray, min_side: int = MIN_SIDE) -> np.ndarray:
-    """(H, W, 3) uint8 -> the same pixels repeated (nearest neighbour, no smoothing) to >= ``min_side``."""
-    factor = max(1, -(-min_side // min(image.shape[:2])))  # ceil
-    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
 
 
 def runs_from_demo(demo_dir: str | Path) -> dict[str, Any]:

@@ -159,9 +159,14 @@ def _generate_all(generate, prompts, seeds, settings, args) -> list[dict]:
 
 
 def make_grid(images: list, columns: int):
-    """Tile PIL images row-major into one image (columns capped at 16 so long seed lists stay viewable)."""
+    """Tile PIL images row-major into one image (columns capped at 16 so long seed lists stay viewable); small
+    images are enlarged by pixel repetition to at least 128 px, so 32 x 32 samples are not postage stamps."""
+    import numpy as np
     from PIL import Image
 
+    from dptune.utils.images import enlarge
+
+    images = [Image.fromarray(enlarge(np.asarray(im.convert("RGB")))) for im in images]
     cols = max(1, min(columns, 16, len(images)))
     rows = math.ceil(len(images) / cols)
     w, h = images[0].size

@@ -100,7 +100,7 @@ def merge_results(paths: list[str | os.PathLike], out_dir: str | os.PathLike) ->
 CSS = """body{font-family:sans-serif;margin:1.5em;max-width:1400px}
 table{border-collapse:collapse;margin:.6em 0}
 td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px;vertical-align:top} caption{text-align:left;
-font-weight:bold;padding:4px 0} .grid img{width:64px;height:64px;image-rendering:pixelated;margin:1px;
+font-weight:bold;padding:4px 0} .grid img{width:128px;height:128px;image-rendering:pixelated;margin:1px;
 border:3px solid #bbb} .grid img.ok{border-color:#2a2} .grid img.bad{border-color:#d22} td.p{max-width:260px}
 details{margin:.5em 0} .plot{max-width:100%}"""
 
