@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -33,13 +31,6 @@ def test_sample_training_pairs_shapes_determinism_and_equal_shares():
     assert {c: cats.count(c) for c in sw.CATEGORIES} == {c: 100 for c in sw.CATEGORIES}
     other, _ = sw.sample_training_pairs(10, seed=4)
     assert not np.array_equal(imgs[:10], other)
-
-
-def test_sample_training_pairs_is_fast():
-    sw.sample_training_pairs(50, seed=0)  # warm caches
-    t = time.perf_counter()
-    sw.sample_training_pairs(2000, seed=1)
-    assert time.perf_counter() - t < 3.0  # ~0.35 s measured; generous for a shared 2-core machine
 
 
 def test_grammar_coverage_in_training_pairs():
