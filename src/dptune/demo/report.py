@@ -261,6 +261,8 @@ def _intro(results: dict, out: Path) -> list[tuple[str, str]]:
             "self-correction strength", "Judge accuracy (%) of the tuned model against the self-correction "
             "strength (paper Fig. 4b).", table, [], md_extra="![self-correction strength](plots/sc_curve.png)",
             html_extra=f"<img class='plot' src='{png_data_uri(plot)}'>"))
+    for note in results.get("demo", {}).get("method_notes") or []:  # tables the methods' demo hooks added
+        intro.append(_section(note["title"], note.get("what", ""), ("", note["header"], note["rows"]), []))
     curves = training_curves(out)
     if curves:
         intro.append(("## training\n\n![training curves](plots/training_curves.png)\n",

@@ -141,7 +141,8 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
     train(tune_cfg, progress=progress)
     timings["stage 2 (tune)"] = time.perf_counter() - t0 - sum(timings.values())
     runs = _demo_methods(cfg, out)
-    runs += _sibling_runs(cfg, out, progress, timings, t0)
+    notes: list[dict] = []  # tables the methods' demo hooks add to the report
+    runs += _sibling_runs(cfg, out, progress, timings, t0, notes)
     ablations = _run_ablations(cfg, tune_cfg, out, progress) if cfg.ablation else []
     timings["ablation training"] = time.perf_counter() - t0 - sum(timings.values())
     main = evaluate_methods(runs + ablations, _eval_config(cfg, out / EVAL_DIR), progress=progress,
@@ -155,7 +156,7 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
     timings["evaluation"] = time.perf_counter() - t0 - sum(timings.values())
     results = {**main, "image_root": EVAL_DIR, "methods": disc["methods"] + main["methods"], "demo": {
         "config": vars(cfg), "timings_s": {k: round(v, 1) for k, v in timings.items()},
-        "total_s": round(time.perf_counter() - t0, 1), "text_check": text_check}}
+        "total_s": round(time.perf_counter() - t0, 1), "text_check": text_check, "method_notes": notes}}
     save_json(out / "results.json", results)
     write_demo_report(results, out)
     write_comparison({**results, "methods": main["methods"]}, out)  # the generated rows: one table of every method
@@ -174,7 +175,7 @@ def _demo_methods(cfg: DemoConfig, out: Path) -> list:
     return runs
 
 
-def _sibling_runs(cfg: DemoConfig, out: Path, progress: bool, timings: dict, t0: float) -> list:
+def _sibling_runs(cfg: DemoConfig, out: Path, progress: bool, timings: dict, t0: float, notes: list) -> list:
     """Every other registered method with a demo hook trains what it needs and names its rows (the hook decides
     its budget), so a new method's row appears here without editing the demo."""
     from dptune.methods import DemoSetup, methods
@@ -188,7 +189,7 @@ def _sibling_runs(cfg: DemoConfig, out: Path, progress: bool, timings: dict, t0:
         if method.demo is None:
             continue
         setup = DemoSetup(out_dir=out, model=cfg.model, seed=cfg.seed, quick=cfg.quick, progress=progress,
-                          weights=weights)
+                          weights=weights, notes=notes)
         runs += method.demo(setup)
         timings[f"{name} (training)"] = time.perf_counter() - t0 - sum(timings.values())
     return runs

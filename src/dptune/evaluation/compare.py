@@ -11,16 +11,10 @@ import io
 from pathlib import Path
 from typing import Any
 
+from dptune.utils.stats import wilson
+
 LEVEL = 0.95
 ORDER = ("colour", "count", "binding", "relation")  # the failure kinds the table is read by, first when present
-
-
-def wilson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
-    """Wilson score interval of k successes in n trials (scipy's binomtest)."""
-    from scipy.stats import binomtest
-
-    ci = binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
-    return float(ci.low), float(ci.high)
 
 
 def _judged(records: list[dict]) -> dict[str, tuple[int, int]]:

@@ -56,6 +56,8 @@ class DemoSetup:
     quick: bool = False  # smoke version (CI): train a few steps only
     progress: bool = True
     weights: dict[str, str] = dataclasses.field(default_factory=dict)  # DPT's stage-2 adapter / lora
+    # tables a hook adds to the demo report: {"title", "what", "header": [...], "rows": [[...], ...]}
+    notes: list[dict] = dataclasses.field(default_factory=list)
 
 
 @dataclass
