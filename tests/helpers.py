@@ -95,3 +95,18 @@ def relation_blind_generator():
         return np.stack(out).astype(np.float32) / 255.0
 
     return generate
+
+
+class TinyViT(torch.nn.Module):
+    """A random transformers ViT classifier (3 labels) behind the DCT classifier interface."""
+
+    def __new__(cls, labels=("circle", "square", "triangle")):
+        from transformers import ViTConfig, ViTForImageClassification
+
+        from dptune.methods.dct.classifiers import HFImageClassifier
+
+        torch.manual_seed(0)
+        config = ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=64, num_labels=len(labels), id2label=dict(enumerate(labels)),
+                           label2id={n: i for i, n in enumerate(labels)})
+        return HFImageClassifier(ViTForImageClassification(config).eval(), (16, 16), [0.5] * 3, [0.5] * 3)

@@ -48,7 +48,7 @@ def method_cost(method, config: Any) -> dict[str, Any]:
         path = Path(value).expanduser() if isinstance(value, str) else None
         if path is None or not path.exists():
             continue
-        files = sorted(path.rglob("*.safetensors")) if path.is_dir() else [path]
+        files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]  # the weights, not checkpoints
         params += sum(_tensor_elements(f) for f in files if f.suffix == ".safetensors")
         state = _state_file(path)
         if state is not None and state not in states:

@@ -79,6 +79,7 @@ def check_resume_config(saved: dict, current: dict) -> None:
 
     defaults = {f.name: f.default for f in fields(TrainConfig)}
     saved = {k: saved.get(k, defaults.get(k)) for k in keys}
+    current = {k: current.get(k, defaults.get(k)) for k in keys}  # a non-DPT config lacks the DPT keys
     diff = {k: (saved[k], current.get(k)) for k in keys if saved[k] != current.get(k)}
     if diff:
         detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())

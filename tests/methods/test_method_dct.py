@@ -8,26 +8,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from torch import nn
 
 from dptune.methods.dct.sampling import check_gradient_path, ddim_for, last_step_is_identity, sample_latents
 from dptune.methods.dct.token import TokenEmbedding, add_token, load_token, save_token, token_installed
 from dptune.methods.dct.train import DCTObjective, build_objective, prepare_noise
-
-
-class TinyViT(nn.Module):
-    """A random transformers ViT classifier (3 labels) behind the DCT classifier interface."""
-
-    def __new__(cls, labels=("circle", "square", "triangle")):
-        from transformers import ViTConfig, ViTForImageClassification
-
-        from dptune.methods.dct.classifiers import HFImageClassifier
-
-        torch.manual_seed(0)
-        config = ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           intermediate_size=64, num_labels=len(labels), id2label=dict(enumerate(labels)),
-                           label2id={n: i for i, n in enumerate(labels)})
-        return HFImageClassifier(ViTForImageClassification(config).eval(), (16, 16), [0.5] * 3, [0.5] * 3)
+from helpers import TinyViT
 
 
 def objective(backbone, grad_steps=1, decode="x0", steps=3, classifier=None) -> DCTObjective:

@@ -14,7 +14,7 @@ from dptune.methods.dct.config import DCTTrainConfig
 from dptune.methods.dct.token import load_token
 from dptune.methods.dct.train import build_objective, build_task, fit, stop_reason
 from dptune.utils.io import load_json
-from test_method_dct import TinyViT
+from helpers import TinyViT
 
 
 def states(*modules: nn.Module) -> list[dict]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from demo_fixtures import demo_results
 from dptune.evaluation.report import (
     MissingImageError,
     grid_prompt_indices,
@@ -19,7 +20,6 @@ from dptune.evaluation.report import (
     write_report,
 )
 from helpers import perfect_generator, relation_blind_generator
-from test_demo_report import demo_results
 
 EMBEDDED = re.compile(r"<img [^>]*src='data:image/png;base64,[A-Za-z0-9+/=]+'")
 
