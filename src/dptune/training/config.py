@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dptune.training.settings import TrainerSettings
+from dptune.training.settings import DataSettings
 from dptune.utils.config import field
 
 STAGES = ("probe", "tune")
@@ -28,21 +28,10 @@ STAGE_DEFAULTS: dict[str, dict] = {
 
 
 @dataclass
-class TrainConfig(TrainerSettings):
+class TrainConfig(DataSettings):
     """DPT stages 1 and 2 (paper B.3.1): the shared trainer's settings plus what DPT trains and how."""
 
     stage: str = field("probe", help="'probe' = stage 1 (SD frozen, adapter trains); 'tune' = stage 2 (LoRA + adapter)")
-    model: str = field("shapesworld", help="diffusers folder, hub id, or 'shapesworld' (shipped tiny SD)")
-    # data
-    data: str = field("shapesworld", help="training data: 'shapesworld' or 'coco' (COCO captions + RefCOCO/+/g)")
-    data_size: int = field(20_000, help="ShapesWorld: number of distinct training samples")
-    val_size: int = field(256, help="held-out samples for ITM / REC validation")
-    coco_root: str | None = field(None, help="COCO: folder with annotations/ and train2014/")
-    refcoco_root: str | None = field(None, help="COCO: RefCOCO/+/g index file (`dptune data "
-                                    "convert-refer`) or a folder of MDETR finetune_*.json files")
-    negatives: str | None = field(None, help="COCO: hard-negative index from `dptune data mine-negatives`")
-    latent_cache: str | None = field(None, help="COCO: latent cache from `dptune data cache-latents`")
-    image_size: int | None = field(None, help="training image size; default: the model's native size")
     # probed features
     blocks: list[str] = field(["mid"], help="U-Net block(s) to probe: down0..down3, mid, up0..up3 (paper: mid)")
     fuse: str = field("sum", help="how several blocks combine: 'sum' (equal channels) or 'concat'")

@@ -44,3 +44,21 @@ class TrainerSettings:
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"{type(self).__name__}: {message}")
+
+
+@dataclass
+class DataSettings(TrainerSettings):
+    """The trainer's settings plus the model to train and the world whose data it trains on (through
+    :mod:`dptune.plugins`): the base of every method's config that trains on a model and a world."""
+
+    model: str = field("shapesworld", help="diffusers folder, hub id, or 'shapesworld' (shipped tiny SD)")
+    # data
+    data: str = field("shapesworld", help="training data: 'shapesworld' or 'coco' (COCO captions + RefCOCO/+/g)")
+    data_size: int = field(20_000, help="ShapesWorld: number of distinct training samples")
+    val_size: int = field(256, help="held-out samples for validation")
+    coco_root: str | None = field(None, help="COCO: folder with annotations/ and train2014/")
+    refcoco_root: str | None = field(None, help="COCO: RefCOCO/+/g index file (`dptune data "
+                                    "convert-refer`) or a folder of MDETR finetune_*.json files")
+    negatives: str | None = field(None, help="COCO: hard-negative index from `dptune data mine-negatives`")
+    latent_cache: str | None = field(None, help="COCO: latent cache from `dptune data cache-latents`")
+    image_size: int | None = field(None, help="training image size; default: the model's native size")

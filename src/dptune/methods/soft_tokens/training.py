@@ -11,12 +11,12 @@ from pathlib import Path
 
 import torch
 
-from dptune.training.settings import TrainerSettings
+from dptune.training.settings import DataSettings
 from dptune.utils.config import field, to_dict
 
 
 @dataclass
-class TokenTrainConfig(TrainerSettings):
+class TokenTrainConfig(DataSettings):
     """Shared by both methods: model, data, tokens and timesteps (published SD 1.5 values as defaults)."""
 
     out_dir: str = field("runs/softrepa", help="run folder; the tokens are written to <out_dir>/final/tokens")
@@ -27,15 +27,7 @@ class TokenTrainConfig(TrainerSettings):
     grad_clip: float = field(1.0, help="max gradient norm")
     validate_every: int = field(10**9, help="no validation pass (evaluate with `dptune eval`)")
     checkpoint_every: int = field(500, help="steps between checkpoints")
-    model: str = field("shapesworld", help="diffusers folder, hub id or 'shapesworld' (the shipped tiny SD)")
-    data: str = field("shapesworld", help="training data: a registered world ('shapesworld' or 'coco')")
-    data_size: int = field(20_000, help="ShapesWorld: number of distinct training samples")
     val_size: int = field(1, help="held-out samples (not used for validation; the world requires one)")
-    coco_root: str | None = field(None, help="COCO: folder with annotations/ and train2014/")
-    refcoco_root: str | None = field(None, help="COCO: RefCOCO index (required by the COCO loader)")
-    negatives: str | None = field(None, help="COCO: hard-negative index (required by the COCO loader)")
-    latent_cache: str | None = field(None, help="COCO: latent cache from `dptune data cache-latents`")
-    image_size: int | None = field(None, help="training image size; default: the model's native size")
     num_tokens: int = field(4, help="K soft tokens per block (published: 4)")
     blocks: list[str] | None = field(None, help="blocks that get tokens, e.g. down0 down1; default: the U-Net's "
                                      "down blocks with cross-attention (SoftREPA on SD 1.5)")
