@@ -29,7 +29,7 @@ def _run_discriminative(probe, sets: dict, cfg: EvalConfig, progress: bool) -> d
         res: dict[str, Any] = {"t": cfg.t, "noise_seed": cfg.noise_seed}
         if itm:
             res["itm"] = evaluate_itm(probe, itm, cfg.t, cfg.noise_seed, progress=progress)
-        if rec:
+        if rec and getattr(probe, "supports_rec", True):  # a scorer without boxes (DiffusionITM) skips REC
             res["rec"] = evaluate_rec(probe, rec, cfg.t, cfg.noise_seed, progress=progress)
         res["seconds"] = round(time.time() - start, 2)
         out[name] = res

@@ -7,7 +7,7 @@
 Built-in methods register on import; see docs/architecture.md for adding one.
 """
 
-from dptune.methods import base, dpt
+from dptune.methods import attend_excite, base, dct, diffusion_itm, dpt, referee, soft_tokens
 from dptune.methods.context import GenerationContext, sampling_defaults
 from dptune.methods.registry import (
     DemoSetup,
@@ -22,7 +22,7 @@ from dptune.methods.registry import (
     unregister_method,
 )
 
-for _module in (base, dpt):
+for _module in (base, dpt, dct, soft_tokens, attend_excite, referee, diffusion_itm):
     _module.register()
 
 __all__ = [
