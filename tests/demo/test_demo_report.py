@@ -109,3 +109,14 @@ def test_demo_method_names_are_registered_methods():
     from dptune.methods import methods
 
     assert {BASE, DPT, DPT_SC, GROUNDED_SC} <= set(methods())
+
+
+def test_tables_from_method_demo_hooks_appear_in_the_report(tmp_path):
+    """A method's demo hook adds a table (e.g. DCT's target-class accuracy); it renders in both reports."""
+    results = demo_results(tmp_path, k=1)
+    results["demo"]["method_notes"] = [{"title": "DCT: a count-3 class token", "what": "judge on count-3 prompts",
+                                        "header": ["method", "accuracy"], "rows": [["base", "58.3"], ["dct", "58.3"]]}]
+    paths = write_demo_report(results, tmp_path)
+    html = paths["html"].read_text()
+    assert "<h2>DCT: a count-3 class token</h2>" in html and "<td>dct</td>" in html and "|---|" not in html
+    assert "| dct | 58.3 |" in paths["md"].read_text()
