@@ -57,7 +57,7 @@ class Trainer:
 
     def __init__(self, cfg, task: TrainingTask, accelerator=None, progress: bool = True):
         self.cfg, self.out, self.task = cfg, Path(cfg.out_dir), task
-        self.acc = accelerator or make_accelerator(cfg, task.find_unused_parameters)
+        self.acc = accelerator or make_accelerator(cfg)
         self.progress = progress and self.acc.is_main_process
         # self.model: the plain objective (names in checkpoints never carry DDP's "module." prefix);
         # self.objective: what accelerate.prepare returns (DDP-wrapped in multi-process runs)
@@ -220,13 +220,21 @@ class Trainer:
             f.write(json.dumps({"kind": prefix.rstrip("/"), **clean}) + "\n")
 
 
+def run_task(cfg, build_task, find_unused_parameters: bool = False, resume: bool = True,
+             progress: bool = True) -> TrainResult:
+    """The shared way to train: ``cfg.out_dir``, the accelerator, ``build_task(device)`` on its device, fit
+    (resuming from ``cfg.out_dir`` if it holds a checkpoint). ``find_unused_parameters``: DDP must expect
+    parameters that get no gradient in some steps."""
+    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+    acc = make_accelerator(cfg, find_unused_parameters)
+    return Trainer(cfg, build_task(acc.device), acc, progress=progress).fit(resume=resume)
+
+
 def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> TrainResult:
     """Run DPT stage ``cfg.stage`` to ``cfg.steps`` (resuming from ``cfg.out_dir`` if it holds a checkpoint)."""
     from dptune.training.setup import build_dpt_task
 
-    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
-    acc = make_accelerator(cfg, find_unused_parameters=dpt_unused_parameters(cfg))
-    return Trainer(cfg, build_dpt_task(cfg, acc.device), acc, progress=progress).fit(resume=resume)
+    return run_task(cfg, lambda device: build_dpt_task(cfg, device), dpt_unused_parameters(cfg), resume, progress)
 
 
 def dpt_unused_parameters(cfg: TrainConfig) -> bool:

@@ -33,7 +33,6 @@ class TrainingTask:
     export: Callable[[Path], None]
     datasets: tuple[Any, Any]  # (train, validation); validation may be None
     validate: Callable[[list], dict] | None = None
-    find_unused_parameters: bool = False  # DDP: parameters that get no gradient in some steps
     upstream_seconds: float = 0.0  # training time of the weights this run starts from (DPT stage 2: stage 1)
 
     def __post_init__(self) -> None:

@@ -109,8 +109,6 @@ def build_task(cfg: HNTrainConfig, device):
 
 def train_hn(cfg: HNTrainConfig, resume: bool = True, progress: bool = True):
     """Train the HN LoRA; returns the trainer's result (``out_dir``, ``step``, ...)."""
-    from dptune.training.loop import Trainer, make_accelerator
+    from dptune.training.loop import run_task
 
-    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
-    acc = make_accelerator(cfg)
-    return Trainer(cfg, build_task(cfg, acc.device), acc, progress=progress).fit(resume=resume)
+    return run_task(cfg, lambda device: build_task(cfg, device), resume=resume, progress=progress)

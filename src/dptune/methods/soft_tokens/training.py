@@ -101,15 +101,12 @@ def build_task(cfg: TokenTrainConfig, method: str, device):
     datasets = build_datasets(cfg, bb.image_size)
     # the time tokens are offsets, not weights to shrink toward zero: no decay on them
     groups = [{"params": base, "weight_decay": cfg.weight_decay}, {"params": time, "weight_decay": 0.0}]
-    return TrainingTask(objective, groups, prepare, export, (datasets[0], None),
-                        find_unused_parameters=True)  # AGSM's EMA parameters get no gradient
+    return TrainingTask(objective, groups, prepare, export, (datasets[0], None))
 
 
 def train_tokens(cfg: TokenTrainConfig, method: str, resume: bool = True, progress: bool = True):
     """Train ``method``'s tokens; returns the trainer's result (``out_dir``, ``step``, ...)."""
-    from dptune.training.loop import Trainer, make_accelerator
+    from dptune.training.loop import run_task
 
-    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
-    acc = make_accelerator(cfg, find_unused_parameters=True)
-    task = build_task(cfg, method, acc.device)
-    return Trainer(cfg, task, acc, progress=progress).fit(resume=resume)
+    # find_unused_parameters: AGSM's EMA parameters get no gradient
+    return run_task(cfg, lambda device: build_task(cfg, method, device), True, resume, progress)
