@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dptune.utils.config import to_dict
+from dptune.utils.config import parse_annotation, to_dict
 
 
 @dataclass(frozen=True)
@@ -118,22 +118,26 @@ def parse_value(cls: type, key: str, text: str) -> Any:
     if key not in fields:
         raise ValueError(f"unknown option {key!r}; options: {', '.join(fields)}")
     kind = str(fields[key].type).replace(" ", "")
-    if text.lower() in ("none", "null") and "None" in kind:
+    if text.lower() in ("none", "null") and kind.endswith("|None"):
         return None
-    base = kind.removesuffix("|None")
-    if base == "bool":
+    parts = [p for p in text.replace("+", ":").split(":") if p]  # window=0:1, blocks=mid+up1
+    if kind.removesuffix("|None").startswith("tuple"):  # numeric tuples (windows, timestep lists)
+        return tuple(_number(key, float, p) for p in parts)
+    typ, is_list, _ = parse_annotation(kind)  # the CLI's own reading of the annotation
+    if typ is bool:
         if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
             raise ValueError(f"option {key} takes true or false; got {text!r}")
         return text.lower() in ("true", "1", "yes")
-    if base in ("int", "float"):
-        try:
-            return int(text) if base == "int" else float(text)
-        except ValueError:
-            raise ValueError(f"option {key} takes a number; got {text!r}") from None
-    if base.startswith(("tuple", "list")):  # window=0:1, blocks=mid+up1
-        parts = [p for p in text.replace("+", ":").split(":") if p]
-        return tuple(float(p) for p in parts) if base.startswith("tuple") else parts
-    return text
+    if is_list:
+        return [_number(key, typ, p) if typ is not str else p for p in parts]
+    return _number(key, typ, text) if typ in (int, float) else text
+
+
+def _number(key: str, typ: type, text: str):
+    try:
+        return typ(text)
+    except ValueError:
+        raise ValueError(f"option {key} takes a number; got {text!r}") from None
 
 
 def parse_method(spec: str, weights: dict[str, str | None] | None = None, label: str | None = None) -> MethodRun:

@@ -66,7 +66,7 @@ def help_of(cls: type, name: str) -> str:
     raise KeyError(name)
 
 
-def _parse_type(annotation: str):
+def parse_annotation(annotation: str):
     """(python type, is_list, optional) from a dataclass field's string annotation."""
     text = str(annotation).replace(" ", "")
     optional = text.endswith("|None")
@@ -86,7 +86,7 @@ def add_dataclass_args(parser, cls: type, skip: tuple[str, ...] = ()) -> None:
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
-        typ, is_list, _ = _parse_type(f.type)
+        typ, is_list, _ = parse_annotation(f.type)
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         helptext = f"{f.metadata.get('help', '')} (default: {default})"
