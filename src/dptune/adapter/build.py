@@ -51,11 +51,10 @@ def load_probe(backbone, adapter_dir: str | os.PathLike, blocks=None, fuse: str 
         adapter = new_adapter(backbone, blocks, fuse, d_model=64, heads=4, ffn=128, num_queries=30,
                               num_match_queries=5)
     else:
-        path = Path(adapter_dir).expanduser()
-        if not path.is_dir():
-            raise FileNotFoundError(
-                f"adapter directory {path} does not exist; pass the adapter/ folder of a `dptune probe` or "
-                "`dptune tune` checkpoint (it holds adapter_config.json and adapter.safetensors)")
+        from dptune.backbone.lora_loading import existing_dir
+
+        path = existing_dir(adapter_dir, "adapter", "pass the adapter/ folder of a `dptune probe` or `dptune tune` "
+                            "checkpoint (it holds adapter_config.json and adapter.safetensors)")
         adapter = load_adapter(path, expect_in_channels=DPTProbe.feature_channels(backbone, blocks, fuse),
                                expect_text_dim=backbone.text_dim)
     probe = DPTProbe(backbone, adapter.to(backbone.device), blocks, fuse)

@@ -31,9 +31,10 @@ def _tensor_elements(path: Path) -> int:
 
 
 def _state_file(path: Path) -> Path | None:
-    for folder in (path if path.is_dir() else path.parent, (path if path.is_dir() else path.parent).parent):
-        if (folder / "state.json").is_file():
-            return folder / "state.json"
+    folder = path if path.is_dir() else path.parent
+    for candidate in (folder, folder.parent):  # <run>/final/lora -> <run>/final/state.json
+        if (candidate / "state.json").is_file():
+            return candidate / "state.json"
     return None
 
 
