@@ -278,5 +278,5 @@ def write_demo_report(results: dict, out: Path) -> dict:
     out = Path(out)
     images = image_root(results, out, default=EVAL_DIR)
     check_images(results, out, images)  # a missing PNG fails before any plot is drawn
-    return write_report(results, out, title="dptune demo: DPT on ShapesWorld", intro=_intro(results, out),
+    return write_report(results, out, title="dptune demo: every method on ShapesWorld", intro=_intro(results, out),
                         image_dir=images)
