@@ -129,7 +129,8 @@ def test_sc_curve_rows_are_the_methods_means(demo_run):
 
 
 def test_sc_curve_strengths_are_checked():
-    assert DemoConfig().sc_curve == [0.1, 1.0] and DemoConfig(quick=True).sc_curve == []
+    assert DemoConfig().sc_curve == [] and DemoConfig(quick=True).sc_curve == []
+    assert DemoConfig(sc_curve=[0.1, 1.0]).sc_curve == [0.1, 1.0]
     with pytest.raises(ValueError, match="distinct strengths > 0"):
         DemoConfig(sc_curve=[0.5])  # the default eta is evaluated anyway
     with pytest.raises(ValueError, match="distinct strengths > 0"):

@@ -159,3 +159,5 @@ def test_demo_hook_trains_nothing(tmp_path):
 
     runs = get_method("attend-excite").demo(DemoSetup(out_dir=tmp_path, model="shapesworld", quick=True))
     assert [r.method.name for r in runs] == ["attend-excite"] and not list(tmp_path.iterdir())
+    assert runs[0].label == "attend-excite" and runs[0].config.max_refinement_steps == 5  # the demo's budget cap
+    assert runs[0].config.thresholds == (0.05, 0.5, 0.8)  # the paper's schedule otherwise

@@ -53,7 +53,8 @@ def test_pretrain_writes_encoder_that_train_base_loads(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     log = pretrain_text(_cfg(), tmp_path / "pre", progress=False)
     assert [s for s, _ in log["losses"]] == [2, 4] and all(np.isfinite(v) for _, v in log["losses"])
-    assert set(log["held_out_accuracy"]) == {"id", "ood"} and 0 <= log["held_out_accuracy"]["id"]["all"] <= 1
+    acc = log["held_out_accuracy"]
+    assert set(acc) == {"id", "ood", "paraphrase"} and 0 <= acc["id"]["all"] <= 1
     saved = json.loads((tmp_path / "pre" / "pretrain_log.json").read_text())
     assert saved["config"]["model"]["text_hidden"] == 16 and not (tmp_path / "pre.tmp").exists()
     pre = CLIPTextModel.from_pretrained(tmp_path / "pre" / "text_encoder").state_dict()
@@ -95,3 +96,149 @@ def test_dptune_cli_passes_options_through(capsys):
 
     assert dptune_main(["shapesworld", "pretrain-text", "--out", "/nonexistent/x", "--batch-size", "0"]) == 2
     assert "batch_size" in capsys.readouterr().err
+
+
+# --- resumable runs (checkpoints in '<out>.checkpoints') -------------------------------------------------------
+
+
+def _encoder(out) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(out / "text_encoder" / "model.safetensors"))
+
+
+def _cfg_file(path, cfg) -> str:
+    """``cfg`` as a --config file (the CLI takes the ``model`` mapping from a file only)."""
+    from dptune.utils.config import to_dict
+
+    path.write_text(json.dumps(to_dict(cfg)))
+    return str(path)
+
+
+def _stop_at(monkeypatch, step: int, stop) -> None:
+    """Call ``stop()`` (raise, or signal) inside the loss of 0-based ``step``: ``step`` steps are done then."""
+    from dptune.shapesworld import pretrain_text as module
+
+    real, calls = module.contrastive_loss, []
+
+    def loss(*args):
+        calls.append(1)
+        if len(calls) == step + 1:
+            stop()
+        return real(*args)
+
+    monkeypatch.setattr(module, "contrastive_loss", loss)
+
+
+def _checkpoint_state(ckpt) -> dict:
+    folder = ckpt / json.loads((ckpt / "latest.json").read_text())["folder"]
+    assert {p.suffix for p in ckpt.rglob("*") if p.is_file()} <= {".json", ".safetensors"}  # never pickles
+    return json.loads((folder / "state.json").read_text())["state"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """A 7-step run that nothing stops: what every resumed run must reproduce."""
+    out = tmp_path_factory.mktemp("reference") / "pre"
+    log = pretrain_text(_cfg(steps=7, log_every=3), out, progress=False)
+    return _encoder(out), log["losses"]
+
+
+def _raise(exc):
+    def stop():
+        raise exc
+
+    return stop
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm", "kill"])
+def test_interrupted_run_resumes_exactly(how, uninterrupted, tmp_path, monkeypatch, capsys):
+    """Stopped during step 4 of 7 and run again, the text encoder and loss log equal an uninterrupted run's.
+    ctrl-c: KeyboardInterrupt mid-step (checkpoint at step 4, before the half-done step); sigterm: `kill` through
+    the CLI (the step finishes, checkpoint at step 5); kill: an abrupt failure, resumed from the per-step
+    periodic checkpoint (step 4)."""
+    import os
+    import signal
+    import threading
+
+    out, ckpt = tmp_path / "pre", tmp_path / "pre.checkpoints"
+    cfg = _cfg(steps=7, log_every=3)
+    if how == "ctrl-c":
+        _stop_at(monkeypatch, 4, _raise(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            pretrain_text(cfg, out, progress=False)
+        done = 4
+    elif how == "sigterm":
+        if threading.current_thread() is not threading.main_thread():
+            pytest.skip("signals need the main thread")
+        argv = ["--out", str(out), "--config", _cfg_file(tmp_path / "cfg.json", cfg), "--no-progress"]
+        _stop_at(monkeypatch, 4, lambda: os.kill(os.getpid(), signal.SIGTERM))
+        assert main(argv) == 130
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and str(ckpt) in err and "same command again" in err
+        assert signal.getsignal(signal.SIGTERM) is not None  # the CLI put the previous handler back
+        done = 5
+    else:
+        _stop_at(monkeypatch, 4, _raise(RuntimeError("simulated kill")))
+        with pytest.raises(RuntimeError, match="simulated kill"):
+            pretrain_text(_cfg(steps=7, log_every=3, checkpoint_minutes=1e-9), out, progress=False)
+        done = 4
+    state = _checkpoint_state(ckpt)
+    assert state["step"] == done and len(state["window"]) == done % 3 and not out.exists()
+    monkeypatch.undo()
+
+    if how == "sigterm":
+        assert main(argv) == 0
+        losses = json.loads((out / "pretrain_log.json").read_text())["losses"]
+    else:
+        losses = pretrain_text(cfg, out, progress=False)["losses"]
+    weights, ref_losses = uninterrupted
+    got = _encoder(out)
+    assert got.keys() == weights.keys() and all(torch.equal(got[k], weights[k]) for k in weights)
+    assert losses == ref_losses and _checkpoint_state(ckpt)["step"] == 7
+
+
+def test_resume_refuses_other_options_and_no_resume_starts_over(tmp_path, monkeypatch):
+    out, ckpt = tmp_path / "pre", tmp_path / "ckpt"
+    cfg = _cfg(checkpoint_dir=str(ckpt))
+    _stop_at(monkeypatch, 2, _raise(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        pretrain_text(cfg, out, progress=False)
+    monkeypatch.undo()
+    assert _checkpoint_state(ckpt)["step"] == 2 and not (tmp_path / "pre.checkpoints").exists()
+
+    with pytest.raises(ValueError, match=r"lr \(checkpoint 0.001, now 0.002\).*--no-resume.*--checkpoint-dir"):
+        pretrain_text(_cfg(checkpoint_dir=str(ckpt), lr=2e-3), out, progress=False)
+    with pytest.raises(ValueError, match=r"model\.text_hidden"):
+        pretrain_text(_cfg(checkpoint_dir=str(ckpt), model=dict(TINY_MODEL, text_hidden=32)), out, progress=False)
+    with pytest.raises(ValueError, match="checkpoint_minutes"):
+        _cfg(checkpoint_minutes=0)
+
+    log = pretrain_text(_cfg(checkpoint_dir=str(ckpt), lr=2e-3), out, progress=False, resume=False)
+    assert log["config"]["lr"] == 2e-3 and [s for s, _ in log["losses"]] == [2, 4]
+    assert sorted(p.name for p in ckpt.iterdir()) == ["latest.json", "step-0000004"]
+
+
+def test_corrupt_checkpoint_gives_one_clear_error(tmp_path, monkeypatch, capsys):
+    from dptune.utils.io import ArtefactError
+
+    out, ckpt = tmp_path / "pre", tmp_path / "pre.checkpoints"
+    cfg = _cfg()
+    _stop_at(monkeypatch, 2, _raise(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        pretrain_text(cfg, out, progress=False)
+    monkeypatch.undo()
+    weights = ckpt / "step-0000002" / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # truncated
+
+    with pytest.raises(ArtefactError, match=f"checkpoint folder {ckpt} cannot be resumed.*delete.*--no-resume"):
+        pretrain_text(cfg, out, progress=False)
+    argv = ["--out", str(out), "--config", _cfg_file(tmp_path / "cfg.json", cfg), "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(ckpt) in err and "--no-resume" in err
+
+    (ckpt / "step-0000002" / "state.json").write_text('{"state": {"st')  # a torn JSON file: same error
+    with pytest.raises(ArtefactError, match=f"checkpoint folder {ckpt} cannot be resumed.*--no-resume"):
+        pretrain_text(cfg, out, progress=False)
+    assert main([*argv, "--no-resume"]) == 0 and _checkpoint_state(ckpt)["step"] == 4

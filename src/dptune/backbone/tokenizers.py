@@ -23,7 +23,7 @@ EOS = "<|endoftext|>"
 EOW = "</w>"  # CLIP's end-of-word marker
 DEFAULT_MAX_LENGTH = 16
 
-_WORD_RE = re.compile(r"[a-z]+")  # one CLIP pre-token: letters only (digits are split one by one)
+_WORD_RE = re.compile(r"[a-z]+|[0-9]")  # one CLIP pre-token: letters, or one digit (CLIP splits numbers)
 
 
 def _check_words(words: list[str]) -> list[str]:
@@ -33,8 +33,8 @@ def _check_words(words: list[str]) -> list[str]:
     bad = [w for w in words if not isinstance(w, str) or not _WORD_RE.fullmatch(w)]
     if bad:
         raise ValueError(
-            f"words {bad[:5]} are not single lower-case ASCII words; CLIP pre-tokenization would split them. "
-            "Split multi-word entries on spaces and lower-case them before building the tokenizer"
+            f"words {bad[:5]} are not single lower-case ASCII words or single digits; CLIP pre-tokenization "
+            "would split them. Split multi-word entries on spaces and lower-case them before building the tokenizer"
         )
     return list(dict.fromkeys(words))
 

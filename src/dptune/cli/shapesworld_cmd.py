@@ -17,8 +17,8 @@ def register(sub, name: str) -> argparse.ArgumentParser:
                           "ShapesWorld, CLIP-style with hard negatives (for train-base --init-text-encoder; "
                           "--help lists its options)")
     pt.set_defaults(_pass_through=True)
-    sc = inner.add_parser("score", help="judge accuracy per category on ID and OOD prompts (the model card's "
-                          "numbers)")
+    sc = inner.add_parser("score", help="judge accuracy per category on ID, OOD and paraphrase prompts (the "
+                          "model card's numbers)")
     sc.add_argument("--model", default="shapesworld", help="diffusers folder or 'shapesworld'")
     sc.add_argument("--lora", default=None, help="optional stage-2 LoRA folder")
     sc.add_argument("--prompts-per-category", type=int, default=50, help="prompts per category and split")
@@ -26,6 +26,8 @@ def register(sub, name: str) -> argparse.ArgumentParser:
     sc.add_argument("--steps", type=int, default=25, help="DDIM steps (shipped default 25)")
     sc.add_argument("--guidance", type=float, default=4.0, help="guidance scale (shipped default 4)")
     sc.add_argument("--seed", type=int, default=0, help="base seed")
+    sc.add_argument("--splits", default="id,ood,paraphrase", help="comma-separated prompt splits: id (training "
+                    "compositions), ood (held-out ones), paraphrase (the id prompts in unseen wordings)")
     sc.add_argument("--out", default="runs/shapesworld-score", help="output folder (results.json, report)")
     tc = inner.add_parser("text-check", help="how far the text encoder puts a caption from its hard-negative "
                           "edit, per edit kind (an edit it cannot see, DPT cannot fix)")
@@ -61,15 +63,17 @@ def _score(args) -> int:
     from dptune.evaluation.suite import EvalConfig, evaluate_methods
     from dptune.methods import parse_method
 
-    cfg = EvalConfig(prompts=["shapesworld-id", "shapesworld-ood"], prompts_per_category=args.prompts_per_category,
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    cfg = EvalConfig(prompts=[f"shapesworld-{s}" for s in splits], prompts_per_category=args.prompts_per_category,
                      images_per_prompt=args.images_per_prompt, seed=args.seed, model=args.model, steps=args.steps,
                      guidance=args.guidance, out=args.out)
     run = parse_method("dpt", {"lora": args.lora}, label="lora") if args.lora else parse_method("base")
     results = evaluate_methods([run], cfg)
-    print("split | colour | count | binding | relation | overall")
+    print("split | colour | count | binding | relation | overall  (95% bootstrap intervals over prompts)")
     for set_name, res in results["methods"][0]["generative"].items():
         block = res["summary"]["judge"]
-        cells = [f"{block[c]['mean']:.3f}" for c in ("colour", "count", "binding", "relation", "overall")]
+        cells = [f"{block[c]['mean']:.3f} [{block[c]['ci_low']:.2f}, {block[c]['ci_high']:.2f}]"
+                 for c in ("colour", "count", "binding", "relation", "overall")]
         print(" | ".join([set_name, *cells]))
     print(f"report: {args.out}/report.html")
     return 0

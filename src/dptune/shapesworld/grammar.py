@@ -13,7 +13,6 @@ Caption categories (equal shares in training, GenEval-style):
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 IMAGE_SIZE = 32
@@ -135,7 +134,9 @@ class Prompt:
     spec: PromptSpec
 
     def __post_init__(self) -> None:
-        if self.category != self.spec.category or self.text != caption(self.spec):
+        from dptune.shapesworld.wordings import wordings
+
+        if self.category != self.spec.category or self.text not in wordings(self.spec):
             raise ValueError(f"prompt text/category {self.text!r}/{self.category} do not match its spec; "
                              "build prompts with make_prompt(spec) or parse_prompt(text)")
 
@@ -152,42 +153,26 @@ def caption(spec: PromptSpec) -> str:
     return f"a {k[0].phrase} {RELATION_PHRASES[spec.relation]} a {k[1].phrase}"
 
 
-def make_prompt(spec: PromptSpec) -> Prompt:
-    return Prompt(text=caption(spec), category=spec.category, spec=spec)
+def make_prompt(spec: PromptSpec, wording: int = 0) -> Prompt:
+    """The prompt of ``spec`` in wording ``wording`` (0 = the canonical caption; see :mod:`.wordings`)."""
+    from dptune.shapesworld.wordings import wording as word
 
-
-_C = "|".join(COLOURS)
-_S = "|".join(SHAPES)
-_R = "|".join(RELATION_PHRASES.values())
-_NUM = {w: n for n, w in COUNT_WORDS.items()}
-_PATTERNS = [
-    ("colour", re.compile(rf"^a ({_C}) ({_S})$")),
-    ("count", re.compile(rf"^({'|'.join(_NUM)}) ({_C}) ({_S})s$")),
-    ("binding", re.compile(rf"^a ({_C}) ({_S}) and a ({_C}) ({_S})$")),
-    ("relation", re.compile(rf"^a ({_C}) ({_S}) ({_R}) a ({_C}) ({_S})$")),
-]
+    return Prompt(text=word(spec, wording), category=spec.category, spec=spec)
 
 
 def parse_prompt(text: str) -> Prompt:
-    """Parse a ShapesWorld caption back into a :class:`Prompt` (inverse of :func:`caption`)."""
+    """Parse a ShapesWorld caption in any of its wordings back into a :class:`Prompt` (inverse of
+    :func:`caption` and of :func:`dptune.shapesworld.wordings.wording`)."""
+    from dptune.shapesworld.wordings import wording_table
+
     norm = " ".join(text.lower().strip().rstrip(".").split())
-    for category, pattern in _PATTERNS:
-        m = pattern.match(norm)
-        if not m:
-            continue
-        g = m.groups()
-        if category == "colour":
-            spec = PromptSpec("colour", (Kind(g[0], g[1]),))
-        elif category == "count":
-            spec = PromptSpec("count", (Kind(g[1], g[2]),), count=_NUM[g[0]])
-        elif category == "binding":
-            spec = PromptSpec("binding", (Kind(g[0], g[1]), Kind(g[2], g[3])))
-        else:
-            rel = {v: k for k, v in RELATION_PHRASES.items()}[g[2]]
-            spec = PromptSpec("relation", (Kind(g[0], g[1]), Kind(g[3], g[4])), relation=rel)
-        return make_prompt(spec)
-    raise ValueError(f"{text!r} is not a ShapesWorld caption; expected e.g. 'a red circle', 'two blue squares', "
-                     "'a red circle and a green triangle' or 'a red circle to the left of a blue square'")
+    if norm in wording_table():
+        spec, _ = wording_table()[norm]
+        return Prompt(text=norm, category=spec.category, spec=spec)
+    raise ValueError(f"{text!r} is not a ShapesWorld caption; expected e.g. 'a red circle', 'two blue squares' "
+                     "(or '2 blue squares'), 'a red circle and a green triangle' or 'a red circle to the left of "
+                     "a blue square' (or 'a red circle left of a blue square'); `dptune shapesworld render` shows "
+                     "more")
 
 
 def vocabulary() -> list[str]:
@@ -197,4 +182,7 @@ def vocabulary() -> list[str]:
     words.update(SHAPES)
     words.update(f"{s}s" for s in SHAPES)
     words.update(COUNT_WORDS.values())
+    from dptune.shapesworld.wordings import wording_words
+
+    words.update(wording_words())  # the paraphrases' words too: the text encoder reads every wording
     return sorted(words)

@@ -12,6 +12,8 @@ from dptune.plugins import World, register_world
 
 NAME = "shapesworld"
 SPLITS = ("id", "ood")
+# Prompt sets: the splits plus 'paraphrase' (the ID prompts in wordings the U-Net never trained on).
+PROMPT_SPLITS = (*SPLITS, "paraphrase")
 # The shipped model's training-validation sampling setting. 'tiny-random' (the backbone's random test SD)
 # speaks the same words and is evaluated on these prompt sets, so it gets the same cheap default.
 SAMPLING = (25, 4.0)
@@ -72,7 +74,7 @@ def world() -> World:
         models={NAME: shipped_model},
         model_hints={NAME: "`dptune shapesworld train-base --out models/shapesworld-sd`"},
         sampling_defaults={NAME: SAMPLING, "tiny-random": SAMPLING},
-        prompt_sets={f"{NAME}-{s}": partial(prompt_set, s) for s in SPLITS},
+        prompt_sets={f"{NAME}-{s}": partial(prompt_set, s) for s in PROMPT_SPLITS},
         scorers={"judge": judge_scorer},
         disc_sets={f"{NAME}-{s}": partial(disc_set, s) for s in SPLITS},
         generation_validation=generation_validation,

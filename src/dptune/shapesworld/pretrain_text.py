@@ -9,9 +9,18 @@ captions (colour, shape, count, swap, flip) as extra text negatives of every ima
 (Yuksekgonul et al. 2023) adds hard negatives. Then ``train-base --init-text-encoder OUT
 --freeze-text-encoder`` trains the U-Net on it.
 
-Training data are training-split renders and ID-only hard negatives, so held-out compositions stay unseen.
+Training data cover every composition (held-out ones included: they are held out from the U-Net only, as
+CLIP read far more than SD's U-Net saw) in every wording, with hard negatives written in the same wording;
+``--no-all-compositions`` restores the first recipe (training-split renders, canonical captions, ID-only
+negatives), whose held-out compositions collapsed in the U-Net trained on it (docs/relations.md).
+
 Output: ``OUT/text_encoder`` (a ``CLIPTextModel`` folder, safetensors) and ``OUT/pretrain_log.json`` with the
-config, the loss curve and held-out accuracy (image prefers its caption over each hard negative) per edit.
+config, the loss curve and held-out accuracy (image prefers its caption over each hard negative) per edit,
+on ID, OOD and paraphrase items.
+
+Resumable like train-base: every ``--checkpoint-minutes`` (and on Ctrl-C / SIGTERM) the run writes an atomic
+checkpoint (safetensors + JSON, see ``pretrain_text_state``) to ``OUT.checkpoints``; the same command continues
+from it (exactly: same weights as an uninterrupted run), ``--no-resume`` starts over.
 
 CLI: ``dptune shapesworld pretrain-text --out runs/text_pretrained``.
 """
@@ -21,8 +30,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shutil
+import signal
 import sys
-import time
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,11 +41,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dptune.shapesworld.grammar import caption
 from dptune.shapesworld.negatives import sample_hard_negative
+from dptune.shapesworld.pretrain_text_state import (
+    PretrainRun,
+    checkpoint_folder,
+    discard_checkpoint,
+    open_checkpoint,
+    train_steps,
+)
 from dptune.shapesworld.tiny_sd import TinySDConfig
 from dptune.shapesworld.train_base_phases import to_pixels, tokenize_captions
 from dptune.utils.config import add_dataclass_args, field, from_dict, merge_config, require_positive, to_dict
+from dptune.utils.io import ArtefactError
 
 
 @dataclass
@@ -46,7 +63,9 @@ class PretrainTextConfig:
         default_factory=TinySDConfig, metadata={"help": "architecture (TinySDConfig options as a mapping)"}
     )
     seed: int = field(0, help="seed of the renders, the negatives and the initialisation")
-    num_images: int = field(30000, help="training renders (the same stream train-base renders)")
+    num_images: int = field(30000, help="training renders")
+    all_compositions: bool = field(True, help="pretrain on every composition and wording (False: training-split "
+                                   "scenes with canonical captions only, the first recipe)")
     negatives_per_image: int = field(2, help="hard-negative captions per training image (drawn once, ID-only edits)")
     batch_size: int = field(128, help="images per step (in-batch captions are negatives too)")
     steps: int = field(3000, help="optimisation steps")
@@ -56,12 +75,14 @@ class PretrainTextConfig:
     eval_items: int = field(256, help="held-out ID and OOD items for the per-edit accuracy")
     threads: int = field(2, help="torch CPU threads")
     log_every: int = field(100, help="record the mean loss every this many steps")
+    checkpoint_minutes: float = field(3.0, help="write a resumable checkpoint every this many minutes")
+    checkpoint_dir: str = field("", help="checkpoint folder (empty: '<out>.checkpoints' beside --out)")
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
             self.model = from_dict(TinySDConfig, self.model)
         require_positive(self, ("num_images", "negatives_per_image", "batch_size", "steps", "embed_dim",
-                                "eval_items", "threads", "log_every"))
+                                "eval_items", "threads", "log_every", "checkpoint_minutes"))
         if self.batch_size > self.num_images:
             raise ValueError(f"batch_size={self.batch_size} exceeds num_images={self.num_images}; lower it")
 
@@ -83,18 +104,30 @@ def build_image_encoder(embed_dim: int, image_size: int = 32):
     )
 
 
+def _pair(cfg: PretrainTextConfig, i: int, rng: np.random.Generator) -> tuple[np.ndarray, str, list[str]]:
+    """Image ``i`` of the pretraining stream, its caption and its hard-negative captions (same wording)."""
+    from dptune.shapesworld.pairs import pretraining_scene, training_scene
+    from dptune.shapesworld.render import render_scene
+    from dptune.shapesworld.wordings import wording
+
+    if cfg.all_compositions:
+        spec, scene, w = pretraining_scene(i, cfg.seed)
+    else:
+        (spec, scene), w = training_scene(i, cfg.seed), 0
+    negs = [sample_hard_negative(spec, rng, id_only=not cfg.all_compositions)[1]
+            for _ in range(cfg.negatives_per_image)]
+    return render_scene(scene), wording(spec, w), [wording(n, w if n.category == spec.category else 0) for n in negs]
+
+
 def _training_data(cfg: PretrainTextConfig, tokenizer):
     """Pixels (N, 3, S, S) in [-1, 1], caption ids (N, L) and K hard-negative ids per image (N, K, L)."""
-    from dptune.shapesworld.pairs import training_scene
-    from dptune.shapesworld.render import render_scene
-
     images, captions, negatives = [], [], []
     rng = np.random.default_rng([cfg.seed, 11])
     for i in range(cfg.num_images):
-        spec, scene = training_scene(i, cfg.seed)  # the images train-base trains the U-Net on
-        images.append(render_scene(scene))
-        captions.append(caption(spec))
-        negatives += [caption(sample_hard_negative(spec, rng, id_only=True)[1]) for _ in range(cfg.negatives_per_image)]
+        image, text, negs = _pair(cfg, i, rng)
+        images.append(image)
+        captions.append(text)
+        negatives += negs
     n, k, length = cfg.num_images, cfg.negatives_per_image, cfg.model.max_length
     ids = tokenize_captions(tokenizer, captions, length)  # (N, L)
     neg_ids = tokenize_captions(tokenizer, negatives, length).view(n, k, length)  # (N, K, L)
@@ -102,15 +135,19 @@ def _training_data(cfg: PretrainTextConfig, tokenizer):
 
 
 def _held_out(split: str, n: int, seed: int) -> list[tuple[np.ndarray, str, str, str]]:
-    """(image, caption, hard negative, edit) items of a dataset split (new scenes; OOD = held-out ones)."""
+    """(image, caption, hard negative, edit) items of a dataset split (new scenes; OOD = held-out ones);
+    'paraphrase': ID items with caption and negative in a paraphrase wording."""
     from dptune.shapesworld.dataset import ShapesWorldDataset
     from dptune.shapesworld.render import render_scene
+    from dptune.shapesworld.wordings import PARAPHRASE_WORDINGS, wording
 
-    ds = ShapesWorldDataset(split, size=n, seed=seed + 1)
+    ds = ShapesWorldDataset("id" if split == "paraphrase" else split, size=n, seed=seed + 1)
     out = []
     for i in range(n):
         r = ds.record(i)
-        out.append((render_scene(r.scene), caption(r.spec), caption(r.hn_spec), r.hn_edit))
+        w = PARAPHRASE_WORDINGS[i % len(PARAPHRASE_WORDINGS)] if split == "paraphrase" else 0
+        neg_w = w if r.hn_spec.category == r.spec.category else 0
+        out.append((render_scene(r.scene), wording(r.spec, w), wording(r.hn_spec, neg_w), r.hn_edit))
     return out
 
 
@@ -173,46 +210,35 @@ def _save(text_encoder, log: dict, out_dir: Path) -> None:
     tmp.rename(out_dir)
 
 
-def pretrain_text(cfg: PretrainTextConfig, out_dir, progress: bool = True) -> dict:
-    """Train the text encoder contrastively; save it to ``out_dir/text_encoder``; return the log."""
-    from tqdm.auto import tqdm
-
+def pretrain_text(cfg: PretrainTextConfig, out_dir, progress: bool = True, resume: bool = True) -> dict:
+    """Train the text encoder contrastively, continuing from the checkpoint folder unless ``resume=False``;
+    save it to ``out_dir/text_encoder``; return the log."""
     from dptune.backbone.tokenizers import build_clip_tokenizer
     from dptune.shapesworld import vocabulary
     from dptune.shapesworld.tiny_sd import build_text_encoder
 
     torch.set_num_threads(cfg.threads)
+    ckpt_dir = checkpoint_folder(cfg, out_dir)
+    if not resume:
+        discard_checkpoint(ckpt_dir)
+    found = open_checkpoint(ckpt_dir, cfg)  # before the renders: a refused checkpoint fails at once
     torch.manual_seed(cfg.seed)
-    start = time.monotonic()
     tokenizer = build_clip_tokenizer(list(vocabulary()), max_length=cfg.model.max_length)
     model = DualEncoder(cfg, build_text_encoder(cfg.model, tokenizer))
-    pixels, ids, neg_ids = _training_data(cfg, tokenizer)
-    held_out = {s: _held_out(s, cfg.eval_items, cfg.seed) for s in ("id", "ood")}
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    losses, window = [], []
-    model.train()
-    for step in tqdm(range(cfg.steps), desc="text pretraining", disable=not progress):
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * min(1.0, (step + 1) / 100)
-        idx = torch.randint(cfg.num_images, (cfg.batch_size,), generator=gen)
-        loss = contrastive_loss(model, pixels[idx], ids[idx], neg_ids[idx])
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"pretrain_text: loss is {loss.item()} at step {step}; lower --lr")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        window.append(loss.item())
-        if len(window) == cfg.log_every:
-            losses.append([step + 1, round(float(np.mean(window)), 4)])
-            window = []
+    run = PretrainRun(cfg, ckpt_dir, model, opt, torch.Generator().manual_seed(cfg.seed))
+    if found is not None:
+        run.restore(*found)
+    data = _training_data(cfg, tokenizer)  # a pure function of the config: rendered again on resume
+    held_out = {s: _held_out(s, cfg.eval_items, cfg.seed) for s in ("id", "ood", "paraphrase")}
+    train_steps(run, data, contrastive_loss, progress)
     model.eval()
     acc = {s: edit_accuracy(model, tokenizer, items, cfg.model.max_length) for s, items in held_out.items()}
     log = {
         "config": to_dict(cfg),
-        "losses": losses,
+        "losses": run.losses,
         "held_out_accuracy": acc,
-        "wall_time_s": round(time.monotonic() - start, 1),
+        "wall_time_s": round(run.elapsed(), 1),
     }
     _save(model.text_encoder, log, Path(out_dir))
     return log
@@ -222,9 +248,14 @@ def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.
     p = parser or argparse.ArgumentParser(description="Pretrain the tiny text encoder contrastively (CLIP-style).")
     p.add_argument("--out", required=True, help="output folder (text_encoder/ + pretrain_log.json)")
     p.add_argument("--config", help="YAML/JSON file of PretrainTextConfig options (flags override it)")
+    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint and start over")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_dataclass_args(p, PretrainTextConfig, skip=("model",))
     return p
+
+
+def _sigterm_to_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt  # ``kill PID`` then checkpoints like Ctrl-C does
 
 
 def main(argv: list[str] | None = None, prog: str = "pretrain_text") -> int:
@@ -232,16 +263,30 @@ def main(argv: list[str] | None = None, prog: str = "pretrain_text") -> int:
     parser = build_arg_parser()
     parser.prog = f"{prog} pretrain-text" if prog != "pretrain_text" else prog
     args = parser.parse_args(argv)
+    in_main = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, _sigterm_to_interrupt) if in_main else None
+    cfg = None
     try:
         cfg = merge_config(PretrainTextConfig, args, file=args.config)
-        log = pretrain_text(cfg, args.out, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, FloatingPointError) as e:
+        log = pretrain_text(cfg, args.out, progress=not args.no_progress, resume=not args.no_resume)
+    except (ValueError, FileNotFoundError, FloatingPointError, ArtefactError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        ckpt = checkpoint_folder(cfg, args.out) if cfg is not None else None
+        if ckpt is not None and (ckpt / "latest.json").is_file():
+            print(f"{prog}: interrupted; checkpoint saved in {ckpt}, run the same command again (without "
+                  "--no-resume) to resume", file=sys.stderr)
+        else:
+            print(f"{prog}: interrupted before the first checkpoint; run the command again to start", file=sys.stderr)
+        return 130
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, old_term if old_term is not None else signal.SIG_DFL)
     acc = log["held_out_accuracy"]
     print(
         f"saved {args.out}/text_encoder in {log['wall_time_s'] / 60:.1f} min; caption vs hard negative, "
-        f"ID {acc['id']} / OOD {acc['ood']}"
+        f"ID {acc['id']['all']} / OOD {acc['ood']['all']} / paraphrase {acc['paraphrase']['all']}"
     )
     return 0
 

@@ -148,20 +148,30 @@ def sample_spec(rng: np.random.Generator, category: str, split: str) -> PromptSp
     return specs[int(rng.integers(len(specs)))]
 
 
+EVAL_SPLITS: tuple[str, ...] = ("id", "ood", "paraphrase")
+
+
 def eval_prompts(split: str, n_per_category: int, seed: int = 0) -> list[Prompt]:
     """Deterministic eval prompts, ``n_per_category`` per category (category-major order).
 
     'id' prompts use compositions seen in training (generate them with new seeds); 'ood' prompts use only
-    held-out compositions. Each category cycles through a seeded shuffle of all its compositions, so small
-    lists are diverse and large ones cover everything evenly.
+    held-out compositions; 'paraphrase' prompts are the 'id' prompts, one for one, in wordings the U-Net never
+    trained on (:data:`dptune.shapesworld.wordings.PARAPHRASE_WORDINGS`), so the two splits differ only in
+    wording. Each category cycles through a seeded shuffle of all its compositions, so small lists are
+    diverse and large ones cover everything evenly.
     """
-    if split not in ("id", "ood"):
-        raise ValueError(f"eval split must be 'id' or 'ood', got {split!r}")
+    from dptune.shapesworld.wordings import PARAPHRASE_WORDINGS
+
+    if split not in EVAL_SPLITS:
+        raise ValueError(f"eval split must be one of {list(EVAL_SPLITS)}, got {split!r}")
     if n_per_category < 1:
         raise ValueError(f"n_per_category must be >= 1, got {n_per_category}")
+    specs_split = "ood" if split == "ood" else "id"
     prompts = []
     for ci, cat in enumerate(CATEGORIES):
-        specs = split_specs(split, cat)
-        order = np.random.default_rng([seed, ci, SPLITS.index(split)]).permutation(len(specs))
-        prompts += [make_prompt(specs[order[i % len(specs)]]) for i in range(n_per_category)]
+        specs = split_specs(specs_split, cat)
+        order = np.random.default_rng([seed, ci, SPLITS.index(specs_split)]).permutation(len(specs))
+        for i in range(n_per_category):
+            wording = PARAPHRASE_WORDINGS[i % len(PARAPHRASE_WORDINGS)] if split == "paraphrase" else 0
+            prompts.append(make_prompt(specs[order[i % len(specs)]], wording))
     return prompts
