@@ -91,17 +91,19 @@ def _tiny_ae(cfg: AttendExciteConfig | None = None):
     return ctx, ctx.backbone().unet
 
 
-def test_hooks_restore_the_unet_exactly_even_when_generation_fails():
-    """Catches a generator that leaves A&E's attention processors (and their attention store) in the shared
-    U-Net: after a run -- and after one that raises half-way -- the processors are the same objects and the
-    U-Net's output is bit-identical."""
+@pytest.mark.parametrize("batched", [True, False])
+def test_hooks_restore_the_unet_exactly_even_when_generation_fails(batched):
+    """Catches a generator (batched or diffusers' per-image pipeline) that leaves A&E's attention processors
+    (and their attention store) in the shared U-Net: after a run -- and after one that raises half-way -- the
+    processors are the same objects and the U-Net's output is bit-identical."""
     ctx, unet = _tiny_ae()
     before = dict(unet.attn_processors)
     reference = unet_output(unet)
-    gen = parse_method("attend-excite").method.generator(parse_method("attend-excite").config, ctx)
-    gen(["a red circle"], [0])
+    run = parse_method(f"attend-excite:batched={batched}")
+    gen = run.method.generator(run.config, ctx)
+    gen(["a red circle", "a blue square"], [0, 1])
     assert {k: id(v) for k, v in unet.attn_processors.items()} == {k: id(v) for k, v in before.items()}
-    bad = parse_method("attend-excite:token_indices=9")  # past the prompt's words: the loss raises mid-way
+    bad = parse_method(f"attend-excite:batched={batched},token_indices=9")  # past the words: raises mid-way
     with pytest.raises(ValueError, match="token_indices"):
         bad.method.generator(bad.config, ctx)(["a red circle"], [0])
     assert {k: id(v) for k, v in unet.attn_processors.items()} == {k: id(v) for k, v in before.items()}
@@ -144,6 +146,75 @@ def test_end_to_end_on_shapesworld_same_noise_as_base():
     np.testing.assert_allclose(same, base[:1], atol=1e-4)
 
 
+# 4 prompts with different subjects and token counts, 1 without subjects; refinement at steps 0 and 3 of 8
+# (at most 5 updates each), where samples stop early, run to the cap or are not refined at all
+SHAPES = ["three blue squares", "a red circle to the left of a blue square", "a red circle and a green triangle",
+          "two green triangles above a yellow circle", "to the left of"]
+SHORT = "max_refinement_steps=5,thresholds=0.3+0.6,threshold_steps=0+20"
+
+
+def _log_refinements(pipe, patch) -> list[tuple[int, int]]:
+    """(timestep, updates) of each refinement diffusers' per-image pipeline runs; its loop evaluates the loss
+    once per update plus once at the end."""
+    log, evals = [], []
+    refine, aggregate = pipe._perform_iterative_refinement_step, pipe._aggregate_and_get_max_attention_per_token
+
+    def counted_aggregate(**kw):
+        evals.append(1)
+        return aggregate(**kw)
+
+    def counted_refine(**kw):
+        evals.clear()
+        out = refine(**kw)
+        log.append((int(kw["t"]), len(evals) - 1))
+        return out
+
+    patch.setattr(pipe, "_aggregate_and_get_max_attention_per_token", counted_aggregate)
+    patch.setattr(pipe, "_perform_iterative_refinement_step", counted_refine)
+    return log
+
+
+@pytest.fixture(scope="module")
+def shapes_runs():
+    """The SHAPES prompts on the shipped model by the batched sampler and by diffusers' per-image pipeline."""
+    ctx = GenerationContext("shapesworld", steps=8)
+    runs = [parse_method(f"attend-excite:batched={b},{SHORT}") for b in (True, False)]
+    batched, per_image = [r.method.generator(r.config, ctx) for r in runs]
+    seeds = list(range(len(SHAPES)))
+    with pytest.MonkeyPatch.context() as patch:
+        log = _log_refinements(per_image.pipe, patch)
+        theirs = per_image(SHAPES, seeds)
+    ours = batched(SHAPES, seeds)
+    return dict(ours=ours, theirs=theirs, log=log, counts=batched.batched.refinements, ctx=ctx, gen=batched,
+                timesteps=[int(t) for t in per_image.pipe.scheduler.timesteps], seeds=seeds)
+
+
+def test_batched_gives_the_images_of_diffusers_per_image_pipeline(shapes_runs):
+    """Catches a batched sampler that mixes samples up (another row's prompt, subjects or token count, maps
+    averaged over the batch) or computes a step unlike diffusers: same images as the per-image pipeline up to
+    batch-size rounding (max seen 1.4e-5), and bit for bit for a batch of one."""
+    r = shapes_runs
+    assert [len(d["indices"]) for d in r["gen"].last_subjects] == [1, 2, 2, 2, 0]
+    np.testing.assert_allclose(r["ours"], r["theirs"], rtol=0, atol=1e-3)
+    assert np.abs(r["ours"][:4] - BaseGenerator(r["ctx"])(SHAPES[:4], r["seeds"][:4])).mean() > 1e-3  # excited
+    np.testing.assert_array_equal(r["ours"][4:], BaseGenerator(r["ctx"])(SHAPES[4:], r["seeds"][4:]))
+    alone = r["gen"](SHAPES[1:2], r["seeds"][1:2])  # batch of one: diffusers' arithmetic exactly
+    np.testing.assert_allclose(alone, r["theirs"][1:2], rtol=0, atol=1e-6)
+
+
+def test_refinement_stops_each_sample_where_diffusers_does(shapes_runs):
+    """Catches refinement that keeps updating samples already at the threshold (or stops them all together):
+    in one refinement a sample stops early, one runs to the cap and one is not refined, and every sample
+    makes exactly as many updates as in diffusers' per-image loop."""
+    r = shapes_runs
+    counts, cap = r["counts"], 5  # {step: updates per sample}
+    assert sorted(counts) == [0, 3]
+    assert any(0 in c and cap in c and any(0 < n < cap for n in c) for c in counts.values()), counts
+    expected = [(r["timesteps"][step], counts[step][k]) for k in range(4) for step in sorted(counts)
+                if counts[step][k]]  # diffusers: image by image, refinements in step order
+    assert r["log"] == expected
+
+
 def test_prompt_without_subject_uses_the_plain_sampler():
     ctx, _ = _tiny_ae()
     run = parse_method("attend-excite")
@@ -159,5 +230,3 @@ def test_demo_hook_trains_nothing(tmp_path):
 
     runs = get_method("attend-excite").demo(DemoSetup(out_dir=tmp_path, model="shapesworld", quick=True))
     assert [r.method.name for r in runs] == ["attend-excite"] and not list(tmp_path.iterdir())
-    assert runs[0].label == "attend-excite" and runs[0].config.max_refinement_steps == 5  # the demo's budget cap
-    assert runs[0].config.thresholds == (0.05, 0.5, 0.8)  # the paper's schedule otherwise

@@ -34,6 +34,8 @@ class AttendExciteConfig:
     kernel_size: int = field(3, help="Gaussian smoothing kernel size, odd (paper: 3)")
     attention_res: int = field(16, help="side of the cross-attention maps averaged (paper: 16 on 64x64 latents); "
                                "when the model has no map of that side, the largest smaller one is used")
+    batched: bool = field(True, help="excite all prompts of a call at once (same images as the per-image path, "
+                          "much faster); false = one image at a time by diffusers' pipeline itself")
 
     def __post_init__(self) -> None:
         if isinstance(self.thresholds, dict):  # Python API: the paper's {step: threshold} form
