@@ -242,3 +242,50 @@ def test_corrupt_checkpoint_gives_one_clear_error(tmp_path, monkeypatch, capsys)
     with pytest.raises(ArtefactError, match=f"checkpoint folder {ckpt} cannot be resumed.*--no-resume"):
         pretrain_text(cfg, out, progress=False)
     assert main([*argv, "--no-resume"]) == 0 and _checkpoint_state(ckpt)["step"] == 4
+
+
+def test_word_tags_cover_the_vocabulary_and_join_synonyms():
+    from dptune.shapesworld import vocabulary
+    from dptune.shapesworld.pretrain_text_model import IGNORE, token_tag_table, word_tags
+
+    tags = word_tags()
+    assert set(tags) == set(vocabulary())
+    assert tags["beneath"] == tags["under"] == tags["below"] != tags["above"] == tags["over"]
+    assert tags["3"] == tags["three"] and tags["circles"] == tags["circle"] and tags["and"] == tags["the"]
+    _, tok = _model(_cfg())
+    table, names = token_tag_table(tok)
+    ids = tok("a red circle beneath 3 blue squares").input_ids
+    got = [names[int(table[i])] if int(table[i]) != IGNORE else None for i in ids]
+    assert got == [None, "other", "colour:red", "shape:circle", "relation:below", "count:3", "colour:blue",
+                   "shape:square", None]
+
+
+def test_tag_term_is_off_by_default_and_learns_when_on():
+    from dptune.shapesworld.pretrain_text_model import token_tag_table
+
+    torch.manual_seed(0)
+    plain, tok = _model(_cfg())
+    assert plain.tag_weight == 0 and not hasattr(plain, "tagger")
+    with pytest.raises(ValueError, match="tag_weight=-1"):
+        _cfg(tag_weight=-1)
+    cfg = _cfg(tag_weight=1.0)
+    table, names = token_tag_table(tok)
+    from dptune.shapesworld.tiny_sd import build_text_encoder
+
+    model = DualEncoder(cfg, build_text_encoder(cfg.model, tok), table, len(names))
+    ids = tok(["a red circle beneath a blue square", "3 green triangles", "a yellow square over a red circle"],
+              padding="max_length", max_length=cfg.model.max_length, return_tensors="pt").input_ids
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = model.tag_loss(ids).item()
+    for _ in range(40):
+        loss = model.tag_loss(ids)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.2 * first  # the words' states learn to say what the words mean
+    pixels = torch.zeros(3, 3, 32, 32)
+    neg = ids[[1, 2, 0]].unsqueeze(1)  # (3, 1, L)
+    with torch.no_grad():  # the total is the contrastive part plus the weighted tag part
+        both = contrastive_loss(model, pixels, ids, neg)
+        model.tag_weight = 0.0
+        assert torch.allclose(both, contrastive_loss(model, pixels, ids, neg) + model.tag_loss(ids), atol=1e-5)

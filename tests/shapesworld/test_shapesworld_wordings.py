@@ -60,8 +60,8 @@ def test_paraphrase_split_is_the_id_prompts_in_unseen_wordings():
 
 
 def test_unet_trains_on_training_wordings_only_and_keeps_the_scenes():
-    images, captions = sample_training_pairs(40, seed=3)
-    plain_images, plain = sample_training_pairs(40, seed=3, wordings=False)
+    images, captions = sample_training_pairs(40, seed=3, wordings=True)
+    plain_images, plain = sample_training_pairs(40, seed=3)  # the shipped model's recipe: canonical captions
     assert np.array_equal(images, plain_images)  # the wording never changes the scene
     used = [wording_table()[c] for c in captions]
     assert {w for _, w in used} <= set(TRAIN_WORDINGS) and len({w for _, w in used}) > 1
@@ -83,3 +83,22 @@ def test_digits_are_single_tokens():
     tok = shapesworld_tokenizer()
     ids = tok("4 red circles").input_ids  # BOS, 4, red, circles, EOS; an unknown word would be another EOS
     assert len(ids) == 5 and ids.count(tok.eos_token_id) == 1
+
+
+def test_train_base_asks_the_world_for_paraphrased_captions_only_under_paraphrases():
+    from types import SimpleNamespace
+
+    from dptune.shapesworld.train_base_config import TrainBaseConfig
+    from dptune.shapesworld.train_base_phases import render_training_set
+
+    calls = []
+
+    def pairs(n, seed, **kw):  # a world hook; records how train-base called it
+        calls.append(kw)
+        return sample_training_pairs(n, seed, **kw)
+
+    world = SimpleNamespace(sample_training_pairs=pairs)
+    plain = render_training_set(world, TrainBaseConfig(num_images=8, batch_size=4))[1]
+    worded = render_training_set(world, TrainBaseConfig(num_images=8, batch_size=4, paraphrases=True))[1]
+    assert calls == [{}, {"wordings": True}]
+    assert plain == [sw.caption(training_scene(i, 0)[0]) for i in range(8)] and worded != plain

@@ -41,7 +41,7 @@ def pretraining_scene(index: int, seed: int) -> tuple[PromptSpec, Scene, int]:
     return spec, scene_for_spec(spec, rng), int(rng.integers(N_WORDINGS))
 
 
-def sample_training_pairs(n: int, seed: int, wordings: bool = True) -> tuple[np.ndarray, list[str]]:
+def sample_training_pairs(n: int, seed: int, wordings: bool = False) -> tuple[np.ndarray, list[str]]:
     """``n`` training images, uint8 (n, 32, 32, 3), and their captions; equal shares of the 4 categories.
     ``wordings``: caption each in one of the training wordings (False: the canonical caption only)."""
     if n < 0 or seed < 0:

@@ -14,6 +14,9 @@ CLIP read far more than SD's U-Net saw) in every wording, with hard negatives wr
 ``--no-all-compositions`` restores the first recipe (training-split renders, canonical captions, ID-only
 negatives), whose held-out compositions collapsed in the U-Net trained on it (docs/relations.md).
 
+``--tag-weight`` adds a per-word tagging term (``pretrain_text_model``) that keeps every token state
+compositional, not only the pooled one.
+
 Output: ``OUT/text_encoder`` (a ``CLIPTextModel`` folder, safetensors) and ``OUT/pretrain_log.json`` with the
 config, the loss curve and held-out accuracy (image prefers its caption over each hard negative) per edit,
 on ID, OOD and paraphrase items.
@@ -38,10 +41,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from dptune.shapesworld.negatives import sample_hard_negative
+from dptune.shapesworld.pretrain_text_model import DualEncoder, contrastive_loss, token_tag_table
 from dptune.shapesworld.pretrain_text_state import (
     PretrainRun,
     checkpoint_folder,
@@ -72,6 +74,8 @@ class PretrainTextConfig:
     lr: float = field(1e-3, help="AdamW learning rate (after a 100-step warm-up)")
     weight_decay: float = field(0.01, help="AdamW weight decay")
     embed_dim: int = field(64, help="width of the joint image-text embedding")
+    tag_weight: float = field(0.0, help="weight of the per-word tagging term (each word's final state predicts "
+                              "its colour / shape / count / relation, synonyms alike; 0 = contrastive only)")
     eval_items: int = field(256, help="held-out ID and OOD items for the per-edit accuracy")
     threads: int = field(2, help="torch CPU threads")
     log_every: int = field(100, help="record the mean loss every this many steps")
@@ -83,25 +87,10 @@ class PretrainTextConfig:
             self.model = from_dict(TinySDConfig, self.model)
         require_positive(self, ("num_images", "negatives_per_image", "batch_size", "steps", "embed_dim",
                                 "eval_items", "threads", "log_every", "checkpoint_minutes"))
+        if self.tag_weight < 0:
+            raise ValueError(f"tag_weight={self.tag_weight} must be >= 0 (0 = contrastive only)")
         if self.batch_size > self.num_images:
             raise ValueError(f"batch_size={self.batch_size} exceeds num_images={self.num_images}; lower it")
-
-
-def build_image_encoder(embed_dim: int, image_size: int = 32):
-    """A small CNN whose flattened map keeps *where* things are (a global pool would lose left/right)."""
-    side = image_size // 4
-    return nn.Sequential(
-        nn.Conv2d(3, 32, 3, padding=1),
-        nn.GELU(),
-        nn.Conv2d(32, 64, 3, stride=2, padding=1),
-        nn.GELU(),
-        nn.Conv2d(64, 64, 3, stride=2, padding=1),
-        nn.GELU(),  # (B, 64, S/4, S/4)
-        nn.Flatten(),
-        nn.Linear(64 * side * side, 256),
-        nn.GELU(),
-        nn.Linear(256, embed_dim),
-    )
 
 
 def _pair(cfg: PretrainTextConfig, i: int, rng: np.random.Generator) -> tuple[np.ndarray, str, list[str]]:
@@ -151,36 +140,6 @@ def _held_out(split: str, n: int, seed: int) -> list[tuple[np.ndarray, str, str,
     return out
 
 
-class DualEncoder(nn.Module):
-    """Text encoder + projection and image encoder, with CLIP's learnable temperature."""
-
-    def __init__(self, cfg: PretrainTextConfig, text_encoder: nn.Module):
-        super().__init__()
-        self.text_encoder = text_encoder
-        self.text_proj = nn.Linear(cfg.model.text_hidden, cfg.embed_dim, bias=False)
-        self.image_encoder = build_image_encoder(cfg.embed_dim, cfg.model.image_size)
-        self.log_scale = nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))
-
-    def text(self, ids: torch.Tensor) -> torch.Tensor:
-        pooled = self.text_encoder(ids).pooler_output  # (N, D): the EOS state, SD's pooled CLIP(y)
-        return F.normalize(self.text_proj(pooled), dim=-1)  # (N, E)
-
-    def image(self, pixels: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.image_encoder(pixels), dim=-1)  # (B, E)
-
-
-def contrastive_loss(model: DualEncoder, pixels, ids, neg_ids):
-    """Symmetric InfoNCE (CLIP); image -> text also ranks the image's own hard negatives (NegCLIP)."""
-    b, k, length = neg_ids.shape
-    img = model.image(pixels)  # (B, E)
-    txt = model.text(torch.cat([ids, neg_ids.reshape(b * k, length)]))  # (B + B*K, E)
-    scale = model.log_scale.clamp(max=float(np.log(100.0))).exp()
-    target = torch.arange(b)
-    i2t = scale * img @ txt.T  # (B, B + B*K): every caption and every hard negative of the batch
-    t2i = scale * txt[:b] @ img.T  # (B, B)
-    return 0.5 * (F.cross_entropy(i2t, target) + F.cross_entropy(t2i, target))
-
-
 def edit_accuracy(model: DualEncoder, tokenizer, items, length: int) -> dict[str, float]:
     """Share of items whose image scores its caption above its hard negative, per edit kind."""
 
@@ -224,7 +183,8 @@ def pretrain_text(cfg: PretrainTextConfig, out_dir, progress: bool = True, resum
     found = open_checkpoint(ckpt_dir, cfg)  # before the renders: a refused checkpoint fails at once
     torch.manual_seed(cfg.seed)
     tokenizer = build_clip_tokenizer(list(vocabulary()), max_length=cfg.model.max_length)
-    model = DualEncoder(cfg, build_text_encoder(cfg.model, tokenizer))
+    table, tag_names = token_tag_table(tokenizer)
+    model = DualEncoder(cfg, build_text_encoder(cfg.model, tokenizer), table, len(tag_names))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     run = PretrainRun(cfg, ckpt_dir, model, opt, torch.Generator().manual_seed(cfg.seed))
     if found is not None:

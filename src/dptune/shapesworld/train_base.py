@@ -83,7 +83,8 @@ def _pretrained_text_encoder(folder: str) -> dict:
 def train_base(cfg: TrainBaseConfig, out_dir, resume: bool = True, progress: bool = True, world=None) -> dict:
     """Train (or resume) the tiny SD and save it to ``out_dir``; returns the training log.
 
-    ``world`` supplies ``vocabulary()`` and ``sample_training_pairs(n, seed)``; default ``dptune.shapesworld``.
+    ``world`` supplies ``vocabulary()`` and ``sample_training_pairs(n, seed)`` (called with ``wordings=True``
+    under ``paraphrases``); default ``dptune.shapesworld``.
     """
     import torch
 

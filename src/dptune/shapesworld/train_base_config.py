@@ -26,6 +26,9 @@ class TrainBaseConfig:
     freeze_text_encoder: bool = field(False, help="keep the text encoder at its random initialisation and train "
                                       "the U-Net only, as SD trains on a frozen CLIP text encoder (trained "
                                       "jointly, the encoder learned to ignore the relation words)")
+    paraphrases: bool = field(False, help="caption the training images in the world's training wordings "
+                              "(ShapesWorld: 4 of 6 per scene; the other 2 are the paraphrase split). Default: the "
+                              "canonical caption only, the shipped model's recipe")
     init_vae: str = field("", help="start from the VAE of this pipeline folder (e.g. models/shapesworld-sd); "
                           "with --vae-steps 0 phase A is skipped")
     init_text_encoder: str = field("", help="start from this text encoder: a folder written by `dptune "

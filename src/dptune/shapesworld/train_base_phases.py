@@ -14,7 +14,9 @@ def render_training_set(world, cfg: TrainBaseConfig):
     """The training set from the world: uint8 images (N, S, S, 3) and their captions."""
     import numpy as np
 
-    images, captions = world.sample_training_pairs(cfg.num_images, cfg.seed)
+    # paraphrased captions only when asked, so a world without wordings keeps the two-argument hook
+    extra = {"wordings": True} if cfg.paraphrases else {}
+    images, captions = world.sample_training_pairs(cfg.num_images, cfg.seed, **extra)
     s = cfg.model.image_size
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.shape != (cfg.num_images, s, s, 3):
         raise ValueError(

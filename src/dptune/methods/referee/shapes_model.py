@@ -49,7 +49,7 @@ class ShapesReferee(nn.Module):
         super().__init__()
         from dptune.backbone.tokenizers import build_clip_tokenizer
         from dptune.shapesworld import vocabulary
-        from dptune.shapesworld.pretrain_text import build_image_encoder
+        from dptune.shapesworld.pretrain_text_model import build_image_encoder
         from dptune.shapesworld.tiny_sd import TinySDConfig, build_text_encoder
 
         cfg.words = list(cfg.words or vocabulary())
