@@ -45,7 +45,8 @@ def test_entry_points_register_shapesworld_and_coco():
     assert declared.items() >= ours.items()  # other installed packages may add worlds
     assert {"shapesworld", "coco"} <= set(plugins.worlds())
     sw = get_world("shapesworld")
-    assert set(sw.prompt_sets) == {"shapesworld-id", "shapesworld-ood"} == set(sw.disc_sets)
+    assert set(sw.prompt_sets) == {"shapesworld-id", "shapesworld-ood", "shapesworld-paraphrase"}
+    assert set(sw.disc_sets) == {"shapesworld-id", "shapesworld-ood"}  # paraphrases change prompts, not items
     assert "judge" in sw.scorers and sw.generation_validation is not None and sw.edit_pairs is not None
     assert get_world("coco").train_datasets is not None and not get_world("coco").prompt_sets
     assert plugins.world_of_prompt_set("shapesworld-ood") is sw and plugins.world_of_disc_set("shapesworld-id") is sw

@@ -22,7 +22,7 @@ def test_held_out_sets_are_nonempty_and_leave_every_word_in_training():
     assert HELD_OUT_KINDS and len(HELD_OUT_BINDINGS) == 5 and len(HELD_OUT_RELATIONS) == 16
     for cat in sw.CATEGORIES:
         assert split_specs("id", cat) and split_specs("ood", cat)
-    from dptune.shapesworld.wordings import TRAIN_WORDINGS, wordings
+    from dptune.shapesworld.grammar import TRAIN_WORDINGS, wordings
 
     train_words = {w for c in sw.CATEGORIES for s in split_specs("train", c) for t in wordings(s, TRAIN_WORDINGS)
                    for w in t.split()}

@@ -7,9 +7,7 @@ import numpy as np
 import pytest
 
 import dptune.shapesworld as sw
-from dptune.shapesworld.pairs import pretraining_scene, sample_training_pairs, training_scene
-from dptune.shapesworld.splits import all_specs, is_id_spec
-from dptune.shapesworld.wordings import (
+from dptune.shapesworld.grammar import (
     N_WORDINGS,
     PARAPHRASE_WORDINGS,
     TRAIN_WORDINGS,
@@ -17,6 +15,8 @@ from dptune.shapesworld.wordings import (
     wording_table,
     wordings,
 )
+from dptune.shapesworld.pairs import pretraining_scene, sample_training_pairs, training_scene
+from dptune.shapesworld.splits import all_specs, is_id_spec
 
 
 def test_every_wording_parses_back_to_its_spec():

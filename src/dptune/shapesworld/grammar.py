@@ -13,7 +13,9 @@ Caption categories (equal shares in training, GenEval-style):
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
+from functools import lru_cache
 
 IMAGE_SIZE = 32
 COLOURS: tuple[str, ...] = ("red", "green", "blue", "yellow")
@@ -134,8 +136,6 @@ class Prompt:
     spec: PromptSpec
 
     def __post_init__(self) -> None:
-        from dptune.shapesworld.wordings import wordings
-
         if self.category != self.spec.category or self.text not in wordings(self.spec):
             raise ValueError(f"prompt text/category {self.text!r}/{self.category} do not match its spec; "
                              "build prompts with make_prompt(spec) or parse_prompt(text)")
@@ -153,18 +153,14 @@ def caption(spec: PromptSpec) -> str:
     return f"a {k[0].phrase} {RELATION_PHRASES[spec.relation]} a {k[1].phrase}"
 
 
-def make_prompt(spec: PromptSpec, wording: int = 0) -> Prompt:
-    """The prompt of ``spec`` in wording ``wording`` (0 = the canonical caption; see :mod:`.wordings`)."""
-    from dptune.shapesworld.wordings import wording as word
-
-    return Prompt(text=word(spec, wording), category=spec.category, spec=spec)
+def make_prompt(spec: PromptSpec, index: int = 0) -> Prompt:
+    """The prompt of ``spec`` in wording ``index`` (0 = the canonical caption; see :func:`wording`)."""
+    return Prompt(text=wording(spec, index), category=spec.category, spec=spec)
 
 
 def parse_prompt(text: str) -> Prompt:
     """Parse a ShapesWorld caption in any of its wordings back into a :class:`Prompt` (inverse of
-    :func:`caption` and of :func:`dptune.shapesworld.wordings.wording`)."""
-    from dptune.shapesworld.wordings import wording_table
-
+    and of :func:`wording`)."""
     norm = " ".join(text.lower().strip().rstrip(".").split())
     if norm in wording_table():
         spec, _ = wording_table()[norm]
@@ -182,7 +178,96 @@ def vocabulary() -> list[str]:
     words.update(SHAPES)
     words.update(f"{s}s" for s in SHAPES)
     words.update(COUNT_WORDS.values())
-    from dptune.shapesworld.wordings import wording_words
-
     words.update(wording_words())  # the paraphrases' words too: the text encoder reads every wording
     return sorted(words)
+
+# ---- every spec of the grammar, and its wordings (paraphrases) ----
+# Wording 0 of each category is the canonical caption. Wordings 1-3 are *training* wordings (``train-base
+# --paraphrases`` trains the U-Net on wordings 0-3); wordings 4-5 are the *paraphrase split*: never used to
+# train a U-Net, only read by the text encoder in its contrastive pretraining -- as real SD's U-Net never saw
+# most of what CLIP read. They change articles, numerals (words or digits), order inside a phrase ("a circle
+# that is red") and relation synonyms ("over", "beneath"); each string names exactly one spec
+# (:func:`wording_table` checks), so parsing any wording is a table look-up and the judge stays exact.
+
+ALL_KINDS: tuple[Kind, ...] = tuple(Kind(c, s) for c in COLOURS for s in SHAPES)
+
+
+def pairable(a: Kind, b: Kind) -> bool:
+    """Two objects of a binding or relation differ in colour AND shape."""
+    return a.colour != b.colour and a.shape != b.shape
+
+
+def all_specs(category: str) -> list[PromptSpec]:
+    """Every spec of a category, in a fixed order."""
+    if category == "colour":
+        return [PromptSpec("colour", (k,)) for k in ALL_KINDS]
+    if category == "count":
+        return [PromptSpec("count", (k,), count=n) for k in ALL_KINDS for n in COUNTS]
+    pairs = [(a, b) for a, b in itertools.permutations(ALL_KINDS, 2) if pairable(a, b)]
+    if category == "binding":
+        return [PromptSpec("binding", p) for p in pairs]
+    if category == "relation":
+        return [PromptSpec("relation", p, relation=r) for p in pairs for r in RELATIONS]
+    raise ValueError(f"unknown category {category!r}; use one of {list(CATEGORIES)}")
+
+N_WORDINGS = 6
+TRAIN_WORDINGS: tuple[int, ...] = (0, 1, 2, 3)
+PARAPHRASE_WORDINGS: tuple[int, ...] = (4, 5)
+
+# {c}/{s}: colour/shape, {n}: count as a word, {d}: as a digit; {A}/{B}: "colour shape" of the two objects.
+_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "colour": ("a {c} {s}", "one {c} {s}", "{c} {s}", "a single {c} {s}", "a {s} that is {c}", "a {s} in {c}"),
+    "count": ("{n} {c} {s}s", "{d} {c} {s}s", "exactly {n} {c} {s}s", "{n} {s}s that are {c}",
+              "a group of {n} {c} {s}s", "{d} {s}s in {c}"),
+    "binding": ("a {A} and a {B}", "{A} and {B}", "a {A} with a {B}", "one {A} and one {B}",
+                "a {s1} that is {c1} and a {s2} that is {c2}", "a {A} as well as a {B}"),
+}
+_RELATION_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "left": ("a {A} to the left of a {B}", "{A} left of {B}", "a {A} on the left of a {B}",
+             "a {A} is to the left of a {B}", "a {A} on the left side of a {B}", "a {A} left of a {B}"),
+    "right": ("a {A} to the right of a {B}", "{A} right of {B}", "a {A} on the right of a {B}",
+              "a {A} is to the right of a {B}", "a {A} on the right side of a {B}", "a {A} right of a {B}"),
+    "above": ("a {A} above a {B}", "{A} above {B}", "a {A} over a {B}", "a {A} is above a {B}",
+              "a {A} on top of a {B}", "a {A} higher than a {B}"),
+    "below": ("a {A} below a {B}", "{A} below {B}", "a {A} under a {B}", "a {A} is below a {B}",
+              "a {A} beneath a {B}", "a {A} lower than a {B}"),
+}
+
+
+def wording(spec: PromptSpec, index: int) -> str:
+    """Wording ``index`` (0 = the canonical caption) of ``spec``."""
+    if not 0 <= index < N_WORDINGS:
+        raise ValueError(f"wording index {index} is out of range; use 0..{N_WORDINGS - 1}")
+    k = spec.kinds
+    if spec.category == "relation":
+        template = _RELATION_TEMPLATES[spec.relation][index]
+    else:
+        template = _TEMPLATES[spec.category][index]
+    fields = {"c": k[0].colour, "s": k[0].shape, "n": COUNT_WORDS.get(spec.count, ""), "d": str(spec.count)}
+    if len(k) == 2:
+        fields.update(A=k[0].phrase, B=k[1].phrase, c1=k[0].colour, s1=k[0].shape, c2=k[1].colour, s2=k[1].shape)
+    return template.format(**fields)
+
+
+def wordings(spec: PromptSpec, which: tuple[int, ...] = tuple(range(N_WORDINGS))) -> list[str]:
+    """The wordings of ``spec`` with the given indices (default: all)."""
+    return [wording(spec, i) for i in which]
+
+
+@lru_cache(maxsize=1)
+def wording_table() -> dict[str, tuple[PromptSpec, int]]:
+    """Every wording of every spec -> (spec, wording index); raises if one string would name two specs."""
+    table: dict[str, tuple[PromptSpec, int]] = {}
+    for category in CATEGORIES:
+        for spec in all_specs(category):
+            for i in range(N_WORDINGS):
+                text = wording(spec, i)
+                if text in table and table[text][0] != spec:
+                    raise AssertionError(f"wording {text!r} names both {table[text][0]} and {spec}")
+                table[text] = (spec, i)
+    return table
+
+
+def wording_words() -> set[str]:
+    """Every word any wording uses (for the tokenizer's vocabulary)."""
+    return {w for text in wording_table() for w in text.split()}

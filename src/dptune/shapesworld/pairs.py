@@ -10,10 +10,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from dptune.shapesworld.grammar import CATEGORIES, IMAGE_SIZE, Prompt, PromptSpec, Scene, caption, parse_prompt
+from dptune.shapesworld.grammar import (
+    CATEGORIES,
+    IMAGE_SIZE,
+    N_WORDINGS,
+    TRAIN_WORDINGS,
+    Prompt,
+    PromptSpec,
+    Scene,
+    caption,
+    parse_prompt,
+    wording,
+)
 from dptune.shapesworld.render import render_scene, scene_for_spec
 from dptune.shapesworld.splits import all_specs, sample_spec, scene_is_id
-from dptune.shapesworld.wordings import N_WORDINGS, TRAIN_WORDINGS, wording
 
 _STREAM_TRAINING_PAIRS = 7  # seed stream distinct from the dataset splits (codes 0-2)
 _STREAM_PRETRAINING_PAIRS = 8

@@ -95,9 +95,9 @@ class PretrainTextConfig:
 
 def _pair(cfg: PretrainTextConfig, i: int, rng: np.random.Generator) -> tuple[np.ndarray, str, list[str]]:
     """Image ``i`` of the pretraining stream, its caption and its hard-negative captions (same wording)."""
+    from dptune.shapesworld.grammar import wording
     from dptune.shapesworld.pairs import pretraining_scene, training_scene
     from dptune.shapesworld.render import render_scene
-    from dptune.shapesworld.wordings import wording
 
     if cfg.all_compositions:
         spec, scene, w = pretraining_scene(i, cfg.seed)
@@ -127,8 +127,8 @@ def _held_out(split: str, n: int, seed: int) -> list[tuple[np.ndarray, str, str,
     """(image, caption, hard negative, edit) items of a dataset split (new scenes; OOD = held-out ones);
     'paraphrase': ID items with caption and negative in a paraphrase wording."""
     from dptune.shapesworld.dataset import ShapesWorldDataset
+    from dptune.shapesworld.grammar import PARAPHRASE_WORDINGS, wording
     from dptune.shapesworld.render import render_scene
-    from dptune.shapesworld.wordings import PARAPHRASE_WORDINGS, wording
 
     ds = ShapesWorldDataset("id" if split == "paraphrase" else split, size=n, seed=seed + 1)
     out = []

@@ -19,18 +19,17 @@ import itertools
 
 import numpy as np
 
-from dptune.shapesworld.grammar import (
+from dptune.shapesworld.grammar import (  # noqa: F401  (ALL_KINDS, all_specs: re-exported for callers)
+    ALL_KINDS,
     CATEGORIES,
-    COLOURS,
-    COUNTS,
     OPPOSITE,
-    RELATIONS,
-    SHAPES,
     Kind,
     Prompt,
     PromptSpec,
     Scene,
+    all_specs,
     make_prompt,
+    pairable,
 )
 from dptune.shapesworld.truth import depicts
 
@@ -42,12 +41,7 @@ _N_HELD_OUT_RELATIONS = 16
 # Scene filter margin: a training image must not show a held-out relation even loosely (3 px, dominant).
 _DEPICT_MARGIN_PX = 3.0
 
-ALL_KINDS: tuple[Kind, ...] = tuple(Kind(c, s) for c in COLOURS for s in SHAPES)
 SEEN_KINDS: tuple[Kind, ...] = tuple(k for k in ALL_KINDS if k not in HELD_OUT_KINDS)
-
-
-def _pairable(a: Kind, b: Kind) -> bool:
-    return a.colour != b.colour and a.shape != b.shape
 
 
 def canonical_relation(a: Kind, relation: str, b: Kind) -> tuple[Kind, str, Kind]:
@@ -57,7 +51,7 @@ def canonical_relation(a: Kind, relation: str, b: Kind) -> tuple[Kind, str, Kind
 
 def _select_held_out() -> tuple[frozenset[frozenset[Kind]], frozenset[tuple[Kind, str, Kind]]]:
     rng = np.random.default_rng(_SELECTION_SEED)
-    pairings = [frozenset(p) for p in itertools.combinations(SEEN_KINDS, 2) if _pairable(*p)]  # sorted kinds
+    pairings = [frozenset(p) for p in itertools.combinations(SEEN_KINDS, 2) if pairable(*p)]  # sorted kinds
     order = rng.permutation(len(pairings))
     held_bind = frozenset(pairings[i] for i in order[:_N_HELD_OUT_BINDINGS])
     rel_hosts = [pairings[i] for i in order[_N_HELD_OUT_BINDINGS:]][:_N_HELD_OUT_RELATIONS]
@@ -96,7 +90,7 @@ def scene_is_id(scene: Scene) -> bool:
     if any(o.kind in HELD_OUT_KINDS for o in objs):
         return False
     for a, b in itertools.permutations(objs, 2):
-        if not _pairable(a.kind, b.kind):
+        if not pairable(a.kind, b.kind):
             continue
         if frozenset((a.kind, b.kind)) in HELD_OUT_BINDINGS:
             return False
@@ -104,20 +98,6 @@ def scene_is_id(scene: Scene) -> bool:
             if (a.kind, rel, b.kind) in HELD_OUT_RELATIONS and depicts(a, b, rel, _DEPICT_MARGIN_PX):
                 return False
     return True
-
-
-def all_specs(category: str) -> list[PromptSpec]:
-    """Every spec of a category, in a fixed order."""
-    if category == "colour":
-        return [PromptSpec("colour", (k,)) for k in ALL_KINDS]
-    if category == "count":
-        return [PromptSpec("count", (k,), count=n) for k in ALL_KINDS for n in COUNTS]
-    pairs = [(a, b) for a, b in itertools.permutations(ALL_KINDS, 2) if _pairable(a, b)]
-    if category == "binding":
-        return [PromptSpec("binding", p) for p in pairs]
-    if category == "relation":
-        return [PromptSpec("relation", p, relation=r) for p in pairs for r in RELATIONS]
-    raise ValueError(f"unknown category {category!r}; use one of {list(CATEGORIES)}")
 
 
 def _split_specs() -> dict[tuple[str, str], list[PromptSpec]]:
@@ -156,11 +136,11 @@ def eval_prompts(split: str, n_per_category: int, seed: int = 0) -> list[Prompt]
 
     'id' prompts use compositions seen in training (generate them with new seeds); 'ood' prompts use only
     held-out compositions; 'paraphrase' prompts are the 'id' prompts, one for one, in wordings the U-Net never
-    trained on (:data:`dptune.shapesworld.wordings.PARAPHRASE_WORDINGS`), so the two splits differ only in
+    trained on (:data:`dptune.shapesworld.grammar.PARAPHRASE_WORDINGS`), so the two splits differ only in
     wording. Each category cycles through a seeded shuffle of all its compositions, so small lists are
     diverse and large ones cover everything evenly.
     """
-    from dptune.shapesworld.wordings import PARAPHRASE_WORDINGS
+    from dptune.shapesworld.grammar import PARAPHRASE_WORDINGS
 
     if split not in EVAL_SPLITS:
         raise ValueError(f"eval split must be one of {list(EVAL_SPLITS)}, got {split!r}")
