@@ -142,15 +142,8 @@ class Prompt:
 
 
 def caption(spec: PromptSpec) -> str:
-    """The one caption string of a spec."""
-    k = spec.kinds
-    if spec.category == "colour":
-        return f"a {k[0].phrase}"
-    if spec.category == "count":
-        return f"{COUNT_WORDS[spec.count]} {k[0].colour} {k[0].shape}s"
-    if spec.category == "binding":
-        return f"a {k[0].phrase} and a {k[1].phrase}"
-    return f"a {k[0].phrase} {RELATION_PHRASES[spec.relation]} a {k[1].phrase}"
+    """The one canonical caption of a spec: its wording 0 (:func:`wording`)."""
+    return wording(spec, 0)
 
 
 def make_prompt(spec: PromptSpec, index: int = 0) -> Prompt:
@@ -159,8 +152,8 @@ def make_prompt(spec: PromptSpec, index: int = 0) -> Prompt:
 
 
 def parse_prompt(text: str) -> Prompt:
-    """Parse a ShapesWorld caption in any of its wordings back into a :class:`Prompt` (inverse of
-    and of :func:`wording`)."""
+    """Parse a ShapesWorld caption in any of its wordings back into a :class:`Prompt` (the inverse of
+    :func:`wording`, whose wording 0 is :func:`caption`)."""
     norm = " ".join(text.lower().strip().rstrip(".").split())
     if norm in wording_table():
         spec, _ = wording_table()[norm]
@@ -180,6 +173,7 @@ def vocabulary() -> list[str]:
     words.update(COUNT_WORDS.values())
     words.update(wording_words())  # the paraphrases' words too: the text encoder reads every wording
     return sorted(words)
+
 
 # ---- every spec of the grammar, and its wordings (paraphrases) ----
 # Wording 0 of each category is the canonical caption. Wordings 1-3 are *training* wordings (``train-base
@@ -209,6 +203,7 @@ def all_specs(category: str) -> list[PromptSpec]:
     if category == "relation":
         return [PromptSpec("relation", p, relation=r) for p in pairs for r in RELATIONS]
     raise ValueError(f"unknown category {category!r}; use one of {list(CATEGORIES)}")
+
 
 N_WORDINGS = 6
 TRAIN_WORDINGS: tuple[int, ...] = (0, 1, 2, 3)

@@ -68,7 +68,8 @@ class PretrainTextConfig:
     num_images: int = field(30000, help="training renders")
     all_compositions: bool = field(True, help="pretrain on every composition and wording (False: training-split "
                                    "scenes with canonical captions only, the first recipe)")
-    negatives_per_image: int = field(2, help="hard-negative captions per training image (drawn once, ID-only edits)")
+    negatives_per_image: int = field(2, help="hard-negative captions per training image (drawn once; ID-only edits "
+                                     "unless all_compositions)")
     batch_size: int = field(128, help="images per step (in-batch captions are negatives too)")
     steps: int = field(3000, help="optimisation steps")
     lr: float = field(1e-3, help="AdamW learning rate (after a 100-step warm-up)")
@@ -76,7 +77,7 @@ class PretrainTextConfig:
     embed_dim: int = field(64, help="width of the joint image-text embedding")
     tag_weight: float = field(0.0, help="weight of the per-word tagging term (each word's final state predicts "
                               "its colour / shape / count / relation, synonyms alike; 0 = contrastive only)")
-    eval_items: int = field(256, help="held-out ID and OOD items for the per-edit accuracy")
+    eval_items: int = field(256, help="held-out ID, OOD and paraphrase items for the per-edit accuracy")
     threads: int = field(2, help="torch CPU threads")
     log_every: int = field(100, help="record the mean loss every this many steps")
     checkpoint_minutes: float = field(3.0, help="write a resumable checkpoint every this many minutes")
@@ -93,6 +94,14 @@ class PretrainTextConfig:
             raise ValueError(f"batch_size={self.batch_size} exceeds num_images={self.num_images}; lower it")
 
 
+def _negative_wording(negative, spec, index: int) -> str:
+    """A hard negative in its positive's wording: an edit changes the content, not how it is written (an edit
+    that changes the category falls back to the canonical caption)."""
+    from dptune.shapesworld.grammar import wording
+
+    return wording(negative, index if negative.category == spec.category else 0)
+
+
 def _pair(cfg: PretrainTextConfig, i: int, rng: np.random.Generator) -> tuple[np.ndarray, str, list[str]]:
     """Image ``i`` of the pretraining stream, its caption and its hard-negative captions (same wording)."""
     from dptune.shapesworld.grammar import wording
@@ -105,7 +114,7 @@ def _pair(cfg: PretrainTextConfig, i: int, rng: np.random.Generator) -> tuple[np
         (spec, scene), w = training_scene(i, cfg.seed), 0
     negs = [sample_hard_negative(spec, rng, id_only=not cfg.all_compositions)[1]
             for _ in range(cfg.negatives_per_image)]
-    return render_scene(scene), wording(spec, w), [wording(n, w if n.category == spec.category else 0) for n in negs]
+    return render_scene(scene), wording(spec, w), [_negative_wording(n, spec, w) for n in negs]
 
 
 def _training_data(cfg: PretrainTextConfig, tokenizer):
@@ -135,8 +144,7 @@ def _held_out(split: str, n: int, seed: int) -> list[tuple[np.ndarray, str, str,
     for i in range(n):
         r = ds.record(i)
         w = PARAPHRASE_WORDINGS[i % len(PARAPHRASE_WORDINGS)] if split == "paraphrase" else 0
-        neg_w = w if r.hn_spec.category == r.spec.category else 0
-        out.append((render_scene(r.scene), wording(r.spec, w), wording(r.hn_spec, neg_w), r.hn_edit))
+        out.append((render_scene(r.scene), wording(r.spec, w), _negative_wording(r.hn_spec, r.spec, w), r.hn_edit))
     return out
 
 
@@ -214,12 +222,10 @@ def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.
     return p
 
 
-def _sigterm_to_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt  # ``kill PID`` then checkpoints like Ctrl-C does
-
-
 def main(argv: list[str] | None = None, prog: str = "pretrain_text") -> int:
     """``prog``: the name errors are reported under (the CLI passes 'dptune shapesworld')."""
+    from dptune.shapesworld.train_base import _sigterm_to_interrupt  # the same SIGTERM -> Ctrl-C bridge
+
     parser = build_arg_parser()
     parser.prog = f"{prog} pretrain-text" if prog != "pretrain_text" else prog
     args = parser.parse_args(argv)

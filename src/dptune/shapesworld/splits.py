@@ -23,6 +23,7 @@ from dptune.shapesworld.grammar import (  # noqa: F401  (ALL_KINDS, all_specs: r
     ALL_KINDS,
     CATEGORIES,
     OPPOSITE,
+    PARAPHRASE_WORDINGS,
     Kind,
     Prompt,
     PromptSpec,
@@ -140,8 +141,6 @@ def eval_prompts(split: str, n_per_category: int, seed: int = 0) -> list[Prompt]
     wording. Each category cycles through a seeded shuffle of all its compositions, so small lists are
     diverse and large ones cover everything evenly.
     """
-    from dptune.shapesworld.grammar import PARAPHRASE_WORDINGS
-
     if split not in EVAL_SPLITS:
         raise ValueError(f"eval split must be one of {list(EVAL_SPLITS)}, got {split!r}")
     if n_per_category < 1:
