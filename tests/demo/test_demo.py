@@ -29,7 +29,7 @@ def test_demo_writes_report_and_artefacts(demo_run):
     names = [m["name"] for m in results["methods"]]
     assert names == ["stage-1 probe", "base", "dpt", "dpt+sc", "dpt+sc eta 1", "dpt+gsc"]
     html = (out / "report.html").read_text()
-    assert "what DPT changes here" in html and "data:image/png;base64" in html
+    assert "what each method changes here" in html and "data:image/png;base64" in html
 
 
 def test_report_embeds_every_image_and_the_saved_images_rejudge_the_same(demo_run):

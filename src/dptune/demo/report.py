@@ -237,9 +237,9 @@ def _intro(results: dict, out: Path) -> list[tuple[str, str]]:
     demo = results.get("demo", {})
     timing = ", ".join(f"{k} {v:.0f} s" for k, v in demo.get("timings_s", {}).items())
     wall = f"Wall time: {demo.get('total_s', 0):.0f} s ({timing})."
-    intro = [_section("what DPT changes here", "Exact-judge accuracy (%) of generated images per category; same "
-                      "prompts and seeds for every method. ID = compositions seen in training, OOD = held-out "
-                      "compositions.", ("", header, rows), summary_lines(results, means), md_extra=wall,
+    intro = [_section("what each method changes here", "Exact-judge accuracy (%) of generated images per "
+                      "category; same prompts and seeds for every method. ID = compositions seen in training, "
+                      "OOD = held-out compositions.", ("", header, rows), summary_lines(results, means), md_extra=wall,
                       html_extra=f"<p>{html.escape(wall)}</p>")]
     table, findings = text_check_table(results)
     if table:
