@@ -289,3 +289,53 @@ def test_tag_term_is_off_by_default_and_learns_when_on():
         both = contrastive_loss(model, pixels, ids, neg)
         model.tag_weight = 0.0
         assert torch.allclose(both, contrastive_loss(model, pixels, ids, neg) + model.tag_loss(ids), atol=1e-5)
+
+
+def test_object_targets_mark_the_word_that_completes_each_object_in_either_order():
+    from dptune.shapesworld.pretrain_text_model import IGNORE, object_tables, object_targets
+
+    _, tok = _model(_cfg())
+    colour_of, shape_of, n_objects = object_tables(tok)
+    assert n_objects == 12
+
+    def named(caption):
+        ids = tok(caption, return_tensors="pt").input_ids  # (1, L)
+        target = object_targets(ids, colour_of, shape_of)[0]
+        words = tok.convert_ids_to_tokens(ids[0])
+        return [(w.replace("</w>", ""), int(t)) for w, t in zip(words, target) if int(t) != IGNORE]
+
+    red_circle, green_square = 0 * 3 + 0, 1 * 3 + 1  # COLOURS x SHAPES order: (red, green, ...) x (circle, square, ...)
+    assert named("a red circle and a green square") == [("circle", red_circle), ("square", green_square)]
+    assert named("a circle that is red and a square that is green") == [("red", red_circle),
+                                                                        ("green", green_square)]
+    assert named("3 circles in red") == [("red", red_circle)]
+    assert named("a red circle beneath 2 green squares") == [("circle", red_circle), ("squares", green_square)]
+
+
+def test_object_term_is_off_by_default_and_learns_when_on():
+    from dptune.shapesworld.pretrain_text_model import object_tables
+    from dptune.shapesworld.tiny_sd import build_text_encoder
+
+    torch.manual_seed(0)
+    plain, tok = _model(_cfg())
+    assert plain.object_weight == 0 and not hasattr(plain, "object_head")
+    with pytest.raises(ValueError, match="object_weight=-1"):
+        _cfg(object_weight=-1)
+    cfg = _cfg(object_weight=0.5)
+    model = DualEncoder(cfg, build_text_encoder(cfg.model, tok), objects=object_tables(tok))
+    ids = tok(["a circle that is red and a square that is green", "a green circle and a red square"],
+              padding="max_length", max_length=cfg.model.max_length, return_tensors="pt").input_ids
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = model.object_loss(ids).item()
+    for _ in range(40):
+        loss = model.object_loss(ids)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.2 * first
+    pixels, neg = torch.zeros(2, 3, 32, 32), ids[[1, 0]].unsqueeze(1)  # (2, 1, L)
+    with torch.no_grad():  # the total adds the weighted object part
+        both = contrastive_loss(model, pixels, ids, neg)
+        model.object_weight = 0.0
+        assert torch.allclose(both, contrastive_loss(model, pixels, ids, neg) + 0.5 * model.object_loss(ids),
+                              atol=1e-5)

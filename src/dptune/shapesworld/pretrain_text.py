@@ -15,7 +15,8 @@ CLIP read far more than SD's U-Net saw) in every wording, with hard negatives wr
 negatives), whose held-out compositions collapsed in the U-Net trained on it (docs/relations.md).
 
 ``--tag-weight`` adds a per-word tagging term (``pretrain_text_model``) that keeps every token state
-compositional, not only the pooled one.
+compositional, not only the pooled one; ``--object-weight`` adds the object term, which makes the word that
+completes each object (in either word order) name the whole object.
 
 Output: ``OUT/text_encoder`` (a ``CLIPTextModel`` folder, safetensors) and ``OUT/pretrain_log.json`` with the
 config, the loss curve and held-out accuracy (image prefers its caption over each hard negative) per edit,
@@ -43,7 +44,7 @@ import numpy as np
 import torch
 
 from dptune.shapesworld.negatives import sample_hard_negative
-from dptune.shapesworld.pretrain_text_model import DualEncoder, contrastive_loss, token_tag_table
+from dptune.shapesworld.pretrain_text_model import DualEncoder, contrastive_loss, object_tables, token_tag_table
 from dptune.shapesworld.pretrain_text_state import (
     PretrainRun,
     checkpoint_folder,
@@ -77,6 +78,8 @@ class PretrainTextConfig:
     embed_dim: int = field(64, help="width of the joint image-text embedding")
     tag_weight: float = field(0.0, help="weight of the per-word tagging term (each word's final state predicts "
                               "its colour / shape / count / relation, synonyms alike; 0 = contrastive only)")
+    object_weight: float = field(0.0, help="weight of the object term (the word completing each colour-shape "
+                                 "pair, in either order, predicts the object; 0 = off)")
     eval_items: int = field(256, help="held-out ID, OOD and paraphrase items for the per-edit accuracy")
     threads: int = field(2, help="torch CPU threads")
     log_every: int = field(100, help="record the mean loss every this many steps")
@@ -88,8 +91,9 @@ class PretrainTextConfig:
             self.model = from_dict(TinySDConfig, self.model)
         require_positive(self, ("num_images", "negatives_per_image", "batch_size", "steps", "embed_dim",
                                 "eval_items", "threads", "log_every", "checkpoint_minutes"))
-        if self.tag_weight < 0:
-            raise ValueError(f"tag_weight={self.tag_weight} must be >= 0 (0 = contrastive only)")
+        for name in ("tag_weight", "object_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 0 (0 = off)")
         if self.batch_size > self.num_images:
             raise ValueError(f"batch_size={self.batch_size} exceeds num_images={self.num_images}; lower it")
 
@@ -192,7 +196,8 @@ def pretrain_text(cfg: PretrainTextConfig, out_dir, progress: bool = True, resum
     torch.manual_seed(cfg.seed)
     tokenizer = build_clip_tokenizer(list(vocabulary()), max_length=cfg.model.max_length)
     table, tag_names = token_tag_table(tokenizer)
-    model = DualEncoder(cfg, build_text_encoder(cfg.model, tokenizer), table, len(tag_names))
+    model = DualEncoder(cfg, build_text_encoder(cfg.model, tokenizer), table, len(tag_names),
+                        object_tables(tokenizer))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     run = PretrainRun(cfg, ckpt_dir, model, opt, torch.Generator().manual_seed(cfg.seed))
     if found is not None:

@@ -6,6 +6,11 @@ it states where "yellow" and "triangle" are not separable, and a U-Net that neve
 cannot compose one (docs/shapesworld_v2.md). The tagging term asks each word's final state to say what the
 word means -- its colour, shape, count or relation, with synonyms sharing a tag ("beneath" = "below",
 "3" = "three") -- so the states stay compositional and paraphrases land on the same features.
+
+The object term binds. A causal encoder reads "a circle that is red" left to right, so the word that
+*completes* an object is "red" here and "circle" in "a red circle"; only that word's state can know the whole
+object. The term asks it to name the object (colour x shape), whichever way round it was written, so a
+wording the U-Net never saw still hands it the bound object on one token.
 """
 
 from __future__ import annotations
@@ -46,6 +51,40 @@ def token_tag_table(tokenizer) -> tuple[torch.Tensor, list[str]]:
     return table, names
 
 
+def object_tables(tokenizer) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(token id -> colour index or -1, token id -> shape index or -1, number of objects = colours x shapes)."""
+    from dptune.shapesworld.grammar import COLOURS, SHAPES
+
+    colour_of = torch.full((len(tokenizer),), -1, dtype=torch.long)
+    shape_of = torch.full((len(tokenizer),), -1, dtype=torch.long)
+    for i, colour in enumerate(COLOURS):
+        colour_of[tokenizer(colour).input_ids[1]] = i
+    for i, shape in enumerate(SHAPES):
+        for word in (shape, f"{shape}s"):
+            shape_of[tokenizer(word).input_ids[1]] = i
+    return colour_of, shape_of, len(COLOURS) * len(SHAPES)
+
+
+def object_targets(ids: torch.Tensor, colour_of: torch.Tensor, shape_of: torch.Tensor) -> torch.Tensor:
+    """(N, L) object index (colour * n_shapes + shape) on the word that completes each colour-shape pair, in
+    either order; IGNORE elsewhere. Walks each caption left to right as the causal encoder reads it."""
+    n_shapes = int(shape_of.max()) + 1
+    colours, shapes = colour_of[ids].tolist(), shape_of[ids].tolist()  # (N, L) each
+    out = torch.full(ids.shape, IGNORE, dtype=torch.long)
+    for row, (cs, ss) in enumerate(zip(colours, shapes)):
+        colour = shape = -1  # the open half of the current object
+        for col, (c, s) in enumerate(zip(cs, ss)):
+            if c >= 0 and shape >= 0:  # post-nominal: "a circle that is red"
+                out[row, col], shape = c * n_shapes + shape, -1
+            elif s >= 0 and colour >= 0:  # pre-nominal: "a red circle"
+                out[row, col], colour = colour * n_shapes + s, -1
+            elif c >= 0:
+                colour = c
+            elif s >= 0:
+                shape = s
+    return out
+
+
 def build_image_encoder(embed_dim: int, image_size: int = 32):
     """A small CNN whose flattened map keeps *where* things are (a global pool would lose left/right)."""
     side = image_size // 4
@@ -65,9 +104,11 @@ def build_image_encoder(embed_dim: int, image_size: int = 32):
 
 class DualEncoder(nn.Module):
     """Text encoder + projection and image encoder, with CLIP's learnable temperature; with ``tag_weight`` > 0
-    also a linear tagger on every word's final state (``tag_table`` from :func:`token_tag_table`)."""
+    also a linear tagger on every word's final state (``tag_table`` from :func:`token_tag_table`); with
+    ``object_weight`` > 0 a linear object head on the completing words (``objects`` from :func:`object_tables`)."""
 
-    def __init__(self, cfg, text_encoder: nn.Module, tag_table: torch.Tensor | None = None, n_tags: int = 0):
+    def __init__(self, cfg, text_encoder: nn.Module, tag_table: torch.Tensor | None = None, n_tags: int = 0,
+                 objects: tuple | None = None):
         super().__init__()
         self.text_encoder = text_encoder
         self.text_proj = nn.Linear(cfg.model.text_hidden, cfg.embed_dim, bias=False)
@@ -79,6 +120,14 @@ class DualEncoder(nn.Module):
                 raise ValueError("tag_weight > 0 needs the token tag table (token_tag_table(tokenizer))")
             self.register_buffer("tag_table", tag_table, persistent=False)
             self.tagger = nn.Linear(cfg.model.text_hidden, n_tags)
+        self.object_weight = float(getattr(cfg, "object_weight", 0.0))
+        if self.object_weight > 0:
+            if objects is None:
+                raise ValueError("object_weight > 0 needs the object tables (object_tables(tokenizer))")
+            colour_of, shape_of, n_objects = objects
+            self.register_buffer("colour_of", colour_of, persistent=False)
+            self.register_buffer("shape_of", shape_of, persistent=False)
+            self.object_head = nn.Linear(cfg.model.text_hidden, n_objects)
 
     def text(self, ids: torch.Tensor) -> torch.Tensor:
         pooled = self.text_encoder(ids).pooler_output  # (N, D): the EOS state, SD's pooled CLIP(y)
@@ -93,10 +142,18 @@ class DualEncoder(nn.Module):
         logits = self.tagger(hidden)  # (N, L, T)
         return F.cross_entropy(logits.flatten(0, 1), self.tag_table[ids].flatten(), ignore_index=IGNORE)
 
+    def object_loss(self, ids: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the object (colour x shape) from the state of the word that completes it."""
+        hidden = self.text_encoder(ids).last_hidden_state  # (N, L, D)
+        logits = self.object_head(hidden)  # (N, L, O)
+        target = object_targets(ids, self.colour_of, self.shape_of)  # (N, L)
+        return F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=IGNORE)
+
 
 def contrastive_loss(model: DualEncoder, pixels, ids, neg_ids):
     """Symmetric InfoNCE (CLIP); image -> text also ranks the image's own hard negatives (NegCLIP); plus
-    ``model.tag_weight`` x the tagging loss of the captions when it is on."""
+    ``model.tag_weight`` x the tagging loss and ``model.object_weight`` x the object loss of the captions when
+    they are on."""
     b, k, length = neg_ids.shape
     img = model.image(pixels)  # (B, E)
     txt = model.text(torch.cat([ids, neg_ids.reshape(b * k, length)]))  # (B + B*K, E)
@@ -107,4 +164,6 @@ def contrastive_loss(model: DualEncoder, pixels, ids, neg_ids):
     loss = 0.5 * (F.cross_entropy(i2t, target) + F.cross_entropy(t2i, target))
     if model.tag_weight > 0:
         loss = loss + model.tag_weight * model.tag_loss(ids)
+    if model.object_weight > 0:
+        loss = loss + model.object_weight * model.object_loss(ids)
     return loss
