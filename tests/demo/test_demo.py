@@ -74,7 +74,23 @@ def test_demo_reports_what_the_text_encoder_can_see(demo_run):
     # the demo's stage 2 tunes only the U-Net: the text encoder, and so this table, stay as they were
     assert check["dpt"] == check["base"]
     md = (out / "report.md").read_text()
-    assert "can the text encoder see the edit?" in md and "'flip' edit almost identically" in md
+    assert "can the text encoder see the edit?" in md
+    # a finding names each edit the encoder cannot see; the shipped (v2) encoder sees every edit
+    assert "almost identically" not in md and all(r["near_identical"] < 0.9 for r in check["base"].values())
+
+
+def test_text_check_findings_name_the_edits_the_encoder_cannot_see():
+    from dptune.demo.report import text_check_table
+
+    seen = {"pooled_cos": 0.6, "hidden_rel_diff": 0.7, "near_identical": 0.0, "n": 8}
+    blind = {"pooled_cos": 1.0, "hidden_rel_diff": 0.02, "near_identical": 1.0, "n": 8}  # v1's relation flips
+    check = {"base": {"colour": seen, "flip": blind}, "dpt": {"colour": seen, "flip": blind}}
+    table, findings = text_check_table({"demo": {"text_check": check}})
+    assert [row[0] for row in table[2]] == ["colour", "flip"]
+    assert len(findings) == 1 and "'flip' edit almost identically in 100% of pairs" in findings[0]
+    assert "vs 0.700 or more for the other edits" in findings[0]
+    check["base"]["flip"] = seen
+    assert text_check_table({"demo": {"text_check": check}})[1] == []
 
 
 def test_relation_breakdown_agrees_with_the_verdicts(demo_run):

@@ -302,7 +302,7 @@ def test_object_targets_mark_the_word_that_completes_each_object_in_either_order
         ids = tok(caption, return_tensors="pt").input_ids  # (1, L)
         target = object_targets(ids, colour_of, shape_of)[0]
         words = tok.convert_ids_to_tokens(ids[0])
-        return [(w.replace("</w>", ""), int(t)) for w, t in zip(words, target) if int(t) != IGNORE]
+        return [(w.replace("</w>", ""), int(t)) for w, t in zip(words, target, strict=True) if int(t) != IGNORE]
 
     red_circle, green_square = 0 * 3 + 0, 1 * 3 + 1  # COLOURS x SHAPES order: (red, green, ...) x (circle, square, ...)
     assert named("a red circle and a green square") == [("circle", red_circle), ("square", green_square)]

@@ -71,9 +71,9 @@ def object_targets(ids: torch.Tensor, colour_of: torch.Tensor, shape_of: torch.T
     n_shapes = int(shape_of.max()) + 1
     colours, shapes = colour_of[ids].tolist(), shape_of[ids].tolist()  # (N, L) each
     out = torch.full(ids.shape, IGNORE, dtype=torch.long)
-    for row, (cs, ss) in enumerate(zip(colours, shapes)):
+    for row, (cs, ss) in enumerate(zip(colours, shapes, strict=True)):
         colour = shape = -1  # the open half of the current object
-        for col, (c, s) in enumerate(zip(cs, ss)):
+        for col, (c, s) in enumerate(zip(cs, ss, strict=True)):
             if c >= 0 and shape >= 0:  # post-nominal: "a circle that is red"
                 out[row, col], shape = c * n_shapes + shape, -1
             elif s >= 0 and colour >= 0:  # pre-nominal: "a red circle"
