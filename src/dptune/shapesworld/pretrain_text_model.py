@@ -129,22 +129,31 @@ class DualEncoder(nn.Module):
             self.register_buffer("shape_of", shape_of, persistent=False)
             self.object_head = nn.Linear(cfg.model.text_hidden, n_objects)
 
+    def encode_text(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One encoder pass: (N, E) unit joint embeddings of the EOS states (SD's pooled CLIP(y)) and the
+        (N, L, D) final token states the word terms read."""
+        out = self.text_encoder(ids)
+        return F.normalize(self.text_proj(out.pooler_output), dim=-1), out.last_hidden_state
+
     def text(self, ids: torch.Tensor) -> torch.Tensor:
-        pooled = self.text_encoder(ids).pooler_output  # (N, D): the EOS state, SD's pooled CLIP(y)
-        return F.normalize(self.text_proj(pooled), dim=-1)  # (N, E)
+        return self.encode_text(ids)[0]  # (N, E)
 
     def image(self, pixels: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.image_encoder(pixels), dim=-1)  # (B, E)
 
-    def tag_loss(self, ids: torch.Tensor) -> torch.Tensor:
+    def _states(self, ids: torch.Tensor, hidden: torch.Tensor | None) -> torch.Tensor:
+        """(N, L, D) final token states of ``ids``: ``hidden`` when the caller already ran the encoder."""
+        return self.text_encoder(ids).last_hidden_state if hidden is None else hidden
+
+    def tag_loss(self, ids: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
         """Cross-entropy of each word's tag from its final state (BOS, EOS and padding ignored)."""
-        hidden = self.text_encoder(ids).last_hidden_state  # (N, L, D)
+        hidden = self._states(ids, hidden)  # (N, L, D)
         logits = self.tagger(hidden)  # (N, L, T)
         return F.cross_entropy(logits.flatten(0, 1), self.tag_table[ids].flatten(), ignore_index=IGNORE)
 
-    def object_loss(self, ids: torch.Tensor) -> torch.Tensor:
+    def object_loss(self, ids: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
         """Cross-entropy of the object (colour x shape) from the state of the word that completes it."""
-        hidden = self.text_encoder(ids).last_hidden_state  # (N, L, D)
+        hidden = self._states(ids, hidden)  # (N, L, D)
         logits = self.object_head(hidden)  # (N, L, O)
         target = object_targets(ids, self.colour_of, self.shape_of)  # (N, L)
         return F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=IGNORE)
@@ -156,14 +165,16 @@ def contrastive_loss(model: DualEncoder, pixels, ids, neg_ids):
     they are on."""
     b, k, length = neg_ids.shape
     img = model.image(pixels)  # (B, E)
-    txt = model.text(torch.cat([ids, neg_ids.reshape(b * k, length)]))  # (B + B*K, E)
+    # one encoder pass serves the embeddings and the word terms (the captions are its first B rows)
+    txt, states = model.encode_text(torch.cat([ids, neg_ids.reshape(b * k, length)]))  # (B + B*K, E), (.., L, D)
+    hidden = states[:b]  # (B, L, D): the captions' token states
     scale = model.log_scale.clamp(max=float(np.log(100.0))).exp()
     target = torch.arange(b)
     i2t = scale * img @ txt.T  # (B, B + B*K): every caption and every hard negative of the batch
     t2i = scale * txt[:b] @ img.T  # (B, B)
     loss = 0.5 * (F.cross_entropy(i2t, target) + F.cross_entropy(t2i, target))
     if model.tag_weight > 0:
-        loss = loss + model.tag_weight * model.tag_loss(ids)
+        loss = loss + model.tag_weight * model.tag_loss(ids, hidden)
     if model.object_weight > 0:
-        loss = loss + model.object_weight * model.object_loss(ids)
+        loss = loss + model.object_weight * model.object_loss(ids, hidden)
     return loss
