@@ -139,7 +139,9 @@ def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.
     p = parser or argparse.ArgumentParser(description="Train the tiny ShapesWorld Stable Diffusion from scratch.")
     p.add_argument("--out", required=True, help="output StableDiffusionPipeline folder")
     p.add_argument("--config", help="YAML/JSON file of TrainBaseConfig options (flags override it)")
-    p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints and start over")
+    p.add_argument("--no-resume", action="store_true",
+                   help="ignore existing checkpoints and start over (needed when the world's captions changed: "
+                   "a resumed U-Net phase trains on the captions cached in its checkpoint)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     add_dataclass_args(p, TrainBaseConfig, skip=("model",))  # architecture options go through --config
     return p
