@@ -21,7 +21,7 @@ demo: setup
 	$(BIN)/dptune demo --out-dir runs/demo
 
 # Retrain the shipped tiny SD from scratch with its recipe (models/shapesworld-sd/README.md): a frozen text
-# encoder pretrained CLIP-style, then the U-Net on it. About 85 minutes on 2 idle cores; both steps resume.
+# encoder pretrained CLIP-style, then the U-Net on it. 75 minutes on 2 idle cores (2026-12-05); both steps resume.
 # Writes runs/shapesworld-sd (the shipped folder is left alone; its VAE is reused, it is text-independent).
 SW_UNET_STEPS ?= 19110
 shapesworld-model: setup

@@ -122,7 +122,8 @@ def test_an_excite_step_lowers_the_loss_on_a_fixed_latent():
     t = torch.tensor(901)
     loss = pipe.loss_at(latent, t, hidden, indices, res=8)
     (grad,) = torch.autograd.grad(loss, [latent])
-    moved = (latent - 20.0 * grad).detach().requires_grad_(True)
+    # a step well inside the loss's basin on the shipped model (measured: 0.110 -> 0.067 at 5; 20 overshoots)
+    moved = (latent - 5.0 * grad).detach().requires_grad_(True)
     after = pipe.loss_at(moved, t, hidden, indices, res=8)
     assert loss.item() > 0
     assert after.item() < loss.item() - 1e-3
@@ -150,9 +151,10 @@ def test_end_to_end_on_shapesworld_same_noise_as_base():
 # (at most 5 updates each), where samples stop early, run to the cap or are not refined at all
 SHAPES = ["three blue squares", "a red circle to the left of a blue square", "a red circle and a green triangle",
           "two green triangles above a yellow circle", "to the left of"]
-# thresholds at which, on the shipped model, the first refinement has a sample that needs no update, one that
-# stops early and one that runs to the cap (measured: updates 5 / 3 / 0 / 0)
-SHORT = "max_refinement_steps=5,thresholds=0.5+0.8,threshold_steps=0+20"
+# thresholds at which, on the shipped model, a refinement has a sample that needs no update, one that stops
+# early and one that runs to the cap (measured on the v2 model of 2026-12-05: step 0 updates 0 / 3 / 4 / 2, step
+# 3 updates 0 / 0 / 5 / 3)
+SHORT = "max_refinement_steps=5,thresholds=0.8+0.9,threshold_steps=0+20"
 
 
 def _log_refinements(pipe, patch) -> list[tuple[int, int]]:

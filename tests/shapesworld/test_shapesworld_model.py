@@ -51,9 +51,9 @@ def test_shipped_pipeline_generates_judgeable_images(monkeypatch):
                   output_type="np").images
     assert images.shape == (len(prompts), 32, 32, 3)
     verdicts = judge_batch((images * 255).round().astype(np.uint8), prompts)
-    # measured 6/8 here (the misses draw a circle for a square; 92% on 64 colour prompts); seeds are fixed,
-    # so allow one flip only for floating-point differences between machines
-    assert sum(v.correct for v in verdicts) >= 5 and len(prompts) == 8
+    # measured 8/8 here (2026-12-05 model; 92% on 64 colour prompts); seeds are fixed, so allow one flip only
+    # for floating-point differences between machines
+    assert sum(v.correct for v in verdicts) >= 7 and len(prompts) == 8
 
 
 def test_text_check_cli_finds_the_shipped_encoder_reads_relation_flips(tmp_path, capsys):
@@ -84,6 +84,6 @@ def test_shipped_pipeline_reads_a_wording_it_was_never_trained_on(monkeypatch):
     gens = [torch.Generator().manual_seed(i) for i in range(len(texts))]
     images = pipe(texts, generator=gens, num_inference_steps=25, guidance_scale=4.0, output_type="np").images
     verdicts = judge_batch((images * 255).round().astype(np.uint8), prompts)
-    # measured 7/8 here (v1, which read one wording, got 0.53 on this split); one flip allowed for
+    # measured 7/8 here, 2026-12-05 (v1, which read one wording, got 0.53 on this split); one flip allowed for
     # floating-point differences between machines
     assert sum(v.correct for v in verdicts) >= 6

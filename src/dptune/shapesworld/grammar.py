@@ -182,6 +182,10 @@ def vocabulary() -> list[str]:
 # most of what CLIP read. They change articles, numerals (words or digits), order inside a phrase ("a circle
 # that is red") and relation synonyms ("over", "beneath"); each string names exactly one spec
 # (:func:`wording_table` checks), so parsing any wording is a table look-up and the judge stays exact.
+# Every construction a paraphrase uses also occurs in some training wording, in other words, as in real
+# captions: binding's wording 3 puts both colours after their shapes with "in" (its paraphrase: "that is"), and
+# count's wording 3 opens with "a set of" (its paraphrase: "a group of"). Without them the U-Net swapped the
+# colours of post-nominal bindings and drew one object too few for "a group of three" (docs/shapesworld_v2.md).
 
 ALL_KINDS: tuple[Kind, ...] = tuple(Kind(c, s) for c in COLOURS for s in SHAPES)
 
@@ -212,9 +216,9 @@ PARAPHRASE_WORDINGS: tuple[int, ...] = (4, 5)
 # {c}/{s}: colour/shape, {n}: count as a word, {d}: as a digit; {A}/{B}: "colour shape" of the two objects.
 _TEMPLATES: dict[str, tuple[str, ...]] = {
     "colour": ("a {c} {s}", "one {c} {s}", "{c} {s}", "a single {c} {s}", "a {s} that is {c}", "a {s} in {c}"),
-    "count": ("{n} {c} {s}s", "{d} {c} {s}s", "exactly {n} {c} {s}s", "{n} {s}s that are {c}",
+    "count": ("{n} {c} {s}s", "{d} {c} {s}s", "exactly {n} {c} {s}s", "a set of {n} {s}s that are {c}",
               "a group of {n} {c} {s}s", "{d} {s}s in {c}"),
-    "binding": ("a {A} and a {B}", "{A} and {B}", "a {A} with a {B}", "one {A} and one {B}",
+    "binding": ("a {A} and a {B}", "{A} and {B}", "a {A} with a {B}", "a {s1} in {c1} and a {s2} in {c2}",
                 "a {s1} that is {c1} and a {s2} that is {c2}", "a {A} as well as a {B}"),
 }
 _RELATION_TEMPLATES: dict[str, tuple[str, ...]] = {
